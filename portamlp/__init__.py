@@ -1,0 +1,28 @@
+"""portamlp: a multilayer perceptron written from scratch against the Python Array API standard.
+
+One implementation of forward pass, backpropagation and SGD runs on NumPy (CPU), CuPy (CUDA GPUs),
+PyTorch tensors and any other Array API namespace::
+
+    import portamlp
+    result = portamlp.train(backend="numpy", epochs=3)
+    print(result.test_accuracy)
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .backend import Backend, available_backends, get_backend
+from .errors import DataFormatError, DivergenceError, ModelFormatError, PortamlpWarning
+from .io import load
+from .network import Network
+from .train import EpochRecord, TrainConfig, TrainResult, train
+
+try:
+    __version__ = _version("portamlp")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "Backend", "available_backends", "get_backend", "Network", "train", "TrainConfig",
+    "TrainResult", "EpochRecord", "load", "DataFormatError", "ModelFormatError",
+    "DivergenceError", "PortamlpWarning", "__version__",
+]

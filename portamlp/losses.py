@@ -1,0 +1,82 @@
+"""Costs: the value of the cost on a mini-batch and the error ``δ`` of the output layer.
+
+* ``"quadratic"`` — ``C = ½‖a − y‖²`` averaged over the batch; the output layer uses the hidden
+  activation (Nielsen's chapter 1 and the original program), so ``δᴸ = (a − y) ⊙ σ'(zᴸ)``.
+* ``"cross_entropy"`` — a softmax output layer with the log-likelihood cost
+  ``C = −log softmax(zᴸ)_y``; then ``δᴸ = softmax(zᴸ) − y``. Computed stably (max subtracted).
+
+Every function takes the namespace ``xp`` first and uses only Array API functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .activations import Activation
+
+__all__ = ["Cost", "COSTS", "get_cost", "softmax"]
+
+
+def softmax(xp, z):
+    """Row-wise softmax of ``z`` (shape (n, k)), stable for large inputs."""
+    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return e / xp.sum(e, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A cost: output activation, batch-summed value and output-layer delta."""
+
+    name: str
+    #: ``output(xp, z, hidden_activation) -> a``: the output layer's activation.
+    output: Callable[[Any, Any, Activation], Any]
+    #: ``value(xp, a, y) -> 0-d array``: the cost summed over the batch.
+    value: Callable[[Any, Any, Any], Any]
+    #: ``delta(xp, z, a, y, hidden_activation) -> δᴸ`` of shape (n, k).
+    delta: Callable[[Any, Any, Any, Any, Activation], Any]
+
+
+def _quadratic_output(xp, z, act):
+    return act.f(xp, z)
+
+
+def _quadratic_value(xp, a, y):
+    d = a - y
+    return 0.5 * xp.sum(d * d)
+
+
+def _quadratic_delta(xp, z, a, y, act):
+    return (a - y) * act.f_prime(xp, z, a)
+
+
+def _ce_output(xp, z, act):
+    return softmax(xp, z)
+
+
+def _ce_value(xp, a, y):
+    # a is the softmax output; clip away exact zeros so log stays finite.
+    tiny = float(xp.finfo(a.dtype).smallest_normal)
+    return -xp.sum(y * xp.log(xp.clip(a, tiny, None)))
+
+
+def _ce_delta(xp, z, a, y, act):
+    return a - y
+
+
+COSTS: dict[str, Cost] = {
+    c.name: c
+    for c in (
+        Cost("quadratic", _quadratic_output, _quadratic_value, _quadratic_delta),
+        Cost("cross_entropy", _ce_output, _ce_value, _ce_delta),
+    )
+}
+
+
+def get_cost(name: str) -> Cost:
+    """Look up a cost by name."""
+    if isinstance(name, Cost):
+        return name
+    if not isinstance(name, str) or name.lower() not in COSTS:
+        raise ValueError(f"unknown cost {name!r}; choose one of {sorted(COSTS)}")
+    return COSTS[name.lower()]

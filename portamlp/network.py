@@ -1,0 +1,401 @@
+"""The multilayer perceptron: parameters, forward pass, backpropagation and prediction.
+
+Notation follows Nielsen's *Neural Networks and Deep Learning* (and 3Blue1Brown's series):
+for layer ``l``, ``zˡ = aˡ⁻¹ Wˡᵀ + bˡ`` and ``aˡ = σ(zˡ)``; the error of the output layer is
+``δᴸ`` (see :mod:`portamlp.losses`) and it travels back as ``δˡ = (δˡ⁺¹ Wˡ⁺¹) ⊙ σ'(zˡ)``.
+Weights have shape ``(n_out, n_in)`` as in Nielsen's ``network.py``; a mini-batch is a matrix
+whose rows are samples, so one matrix product handles the whole batch.
+
+All the maths goes through the array namespace ``xp`` of the network's backend: the same code runs
+on NumPy, CuPy, PyTorch and array-api-strict. Only initialisation touches NumPy, on the host, so
+that one seed gives the same initial network on every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .activations import Activation, get_activation
+from .backend import Backend, get_backend, to_numpy
+from .losses import Cost, get_cost
+
+__all__ = ["Network", "INITS", "check_layers"]
+
+#: Weight initialisations accepted by :meth:`Network.initialize`.
+INITS = ("auto", "normal", "scaled", "glorot", "he")
+
+_AUTO_INIT = {"sigmoid": "normal", "relu": "he", "leaky_relu": "he", "tanh": "glorot"}
+
+#: Rows per chunk when predicting on large inputs (bounds temporary memory).
+_PREDICT_CHUNK = 8192
+
+
+def check_layers(layers: Any) -> tuple[int, ...]:
+    """Validate a layer-size list such as ``(784, 30, 10)`` and return it as a tuple of ints."""
+    if isinstance(layers, str):
+        try:
+            layers = [int(s) for s in layers.replace(" ", "").split(",") if s]
+        except ValueError:
+            raise ValueError(f"layers={layers!r} is not a comma-separated list of integers") from None
+    try:
+        sizes = tuple(layers)
+    except TypeError:
+        raise TypeError(f"layers must be a sequence of integers such as (784, 30, 10), got {layers!r}") from None
+    if len(sizes) < 2:
+        raise ValueError(
+            f"layers={list(sizes)!r} needs at least 2 sizes (inputs and outputs), e.g. (784, 30, 10)"
+        )
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"layer sizes must be integers, got {s!r} in layers={list(sizes)!r}")
+        if s < 1:
+            raise ValueError(f"layer sizes must be positive, got {s} in layers={list(sizes)!r}")
+    if sizes[-1] < 2:
+        raise ValueError(f"the output layer needs at least 2 classes, got layers={list(sizes)!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def _initial_parameters(layers, init, activation, rng, np_dtype):
+    """Draw weights ``(n_out, n_in)`` and biases ``(n_out,)`` on the host, layer by layer."""
+    if init == "auto":
+        init = _AUTO_INIT[activation.name]
+    weights, biases = [], []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        w = rng.standard_normal((n_out, n_in))
+        b = rng.standard_normal(n_out)
+        if init == "scaled":
+            w /= np.sqrt(n_in)
+        elif init == "glorot":
+            w *= np.sqrt(2.0 / (n_in + n_out))
+            b[:] = 0.0
+        elif init == "he":
+            w *= np.sqrt(2.0 / n_in)
+            b[:] = 0.0
+        weights.append(w.astype(np_dtype))
+        biases.append(b.astype(np_dtype))
+    return weights, biases
+
+
+class Network:
+    """A fully connected feed-forward network.
+
+    Build one with :meth:`Network.initialize` (random weights), :meth:`Network.from_arrays`
+    (given weights) or :func:`portamlp.load` (from a file); :func:`portamlp.train` returns one.
+
+    Attributes
+    ----------
+    backend : Backend
+        Where the parameters live.
+    weights : list of arrays
+        ``weights[l]`` has shape ``(layers[l + 1], layers[l])``.
+    biases : list of arrays
+        ``biases[l]`` has shape ``(layers[l + 1],)``.
+    activation : str
+        Hidden-layer activation (``"sigmoid"``, ``"relu"``, ``"leaky_relu"``, ``"tanh"``).
+    cost : str
+        ``"quadratic"`` (output layer uses ``activation``) or ``"cross_entropy"`` (softmax output).
+    """
+
+    def __init__(self, weights: list, biases: list, *, activation: str = "sigmoid",
+                 cost: str = "quadratic", backend: Backend):
+        self.backend = backend
+        self.weights = list(weights)
+        self.biases = list(biases)
+        self._activation: Activation = get_activation(activation)
+        self._cost: Cost = get_cost(cost)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def initialize(cls, layers: Sequence[int], *, activation: str = "sigmoid",
+                   cost: str = "quadratic", init: str = "auto", dtype: str = "float32",
+                   seed: int | np.random.Generator | None = None,
+                   backend: str | Backend | None = None, device: Any = None) -> "Network":
+        """A network with random initial weights, drawn on the host and moved to the backend.
+
+        Parameters
+        ----------
+        layers : sequence of int
+            Layer sizes, inputs first and classes last, e.g. ``(784, 30, 10)``.
+        activation, cost : str
+            See the class attributes.
+        init : {"auto", "normal", "scaled", "glorot", "he"}
+            ``"normal"``: weights and biases N(0, 1) (Nielsen's chapter 1, the original program);
+            ``"scaled"``: weights N(0, 1/n_in), biases N(0, 1); ``"glorot"``: weights
+            N(0, 2/(n_in + n_out)), zero biases; ``"he"``: weights N(0, 2/n_in), zero biases.
+            ``"auto"`` chooses normal for sigmoid, He for ReLU, Glorot for tanh.
+        dtype : {"float32", "float64"}
+        seed : int or numpy.random.Generator, optional
+            The same seed gives the same initial network on every backend.
+        backend, device : optional
+            See :func:`portamlp.get_backend`.
+        """
+        layers = check_layers(layers)
+        act = get_activation(activation)
+        cost_ = get_cost(cost)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
+        be = get_backend(backend, device)
+        xp_dtype = be.dtype(dtype)
+        np_dtype = np.dtype(str(dtype)) if isinstance(dtype, str) else np.float32
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        ws, bs = _initial_parameters(layers, init, act, rng, np_dtype)
+        return cls([be.asarray(w, xp_dtype) for w in ws], [be.asarray(b, xp_dtype) for b in bs],
+                   activation=act.name, cost=cost_.name, backend=be)
+
+    @classmethod
+    def from_arrays(cls, weights: Sequence[Any], biases: Sequence[Any], *,
+                    activation: str = "sigmoid", cost: str = "quadratic",
+                    backend: str | Backend | None = None, device: Any = None,
+                    dtype: str | None = None) -> "Network":
+        """Build a network from given parameters (host or device arrays).
+
+        Parameters
+        ----------
+        weights : sequence of arrays of shape (n_out, n_in)
+        biases : sequence of arrays of shape (n_out,)
+        activation, cost : str
+        backend, device : optional
+            Where to put the parameters (default: see :func:`portamlp.get_backend`).
+        dtype : {"float32", "float64"}, optional
+            Default: float64 if the given weights are float64, else float32.
+        """
+        if len(weights) != len(biases) or len(weights) == 0:
+            raise ValueError(
+                f"need one bias vector per weight matrix and at least one layer; got "
+                f"{len(weights)} weight matrices and {len(biases)} bias vectors"
+            )
+        host_w = [np.array(to_numpy(w)) for w in weights]  # copies: training updates in place
+        host_b = [np.array(to_numpy(b)) for b in biases]
+        for i, (w, b) in enumerate(zip(host_w, host_b)):
+            if w.ndim != 2:
+                raise ValueError(f"weights[{i}] must be 2-D (n_out, n_in), got shape {w.shape}")
+            if b.shape != (w.shape[0],):
+                raise ValueError(
+                    f"biases[{i}] must have shape ({w.shape[0]},) to match weights[{i}] of shape "
+                    f"{w.shape}, got {b.shape}"
+                )
+            if i and w.shape[1] != host_w[i - 1].shape[0]:
+                raise ValueError(
+                    f"weights[{i}] has {w.shape[1]} inputs but layer {i} has "
+                    f"{host_w[i - 1].shape[0]} units (weights[{i - 1}] shape {host_w[i - 1].shape})"
+                )
+            if not np.issubdtype(w.dtype, np.number) or not np.issubdtype(b.dtype, np.number):
+                raise TypeError(f"weights[{i}] and biases[{i}] must be numeric arrays")
+        if dtype is None:
+            dtype = "float64" if host_w[0].dtype == np.float64 else "float32"
+        check_layers([host_w[0].shape[1]] + [w.shape[0] for w in host_w])
+        be = get_backend(backend, device)
+        xp_dtype = be.dtype(dtype)
+        return cls([be.asarray(w, xp_dtype) for w in host_w],
+                   [be.asarray(b, xp_dtype) for b in host_b],
+                   activation=activation, cost=cost, backend=be)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Layer sizes, inputs first: ``(784, 30, 10)``."""
+        return (int(self.weights[0].shape[1]),) + tuple(int(w.shape[0]) for w in self.weights)
+
+    @property
+    def activation(self) -> str:
+        return self._activation.name
+
+    @property
+    def cost(self) -> str:
+        return self._cost.name
+
+    @property
+    def dtype(self) -> str:
+        """``"float32"`` or ``"float64"``."""
+        return "float64" if self.weights[0].dtype == self.backend.xp.float64 else "float32"
+
+    @property
+    def xp(self):
+        return self.backend.xp
+
+    def parameters(self) -> list:
+        """Weights and biases interleaved: ``[W¹, b¹, W², b², ...]`` (the optimizer's view)."""
+        return [p for wb in zip(self.weights, self.biases) for p in wb]
+
+    def __repr__(self) -> str:
+        return (f"Network(layers={list(self.layers)}, activation={self.activation!r}, "
+                f"cost={self.cost!r}, dtype={self.dtype!r}, backend={self.backend.name!r})")
+
+    # --------------------------------------------------------------------- maths
+    def _forward(self, x):
+        """Forward pass keeping every ``z`` and activation (for backpropagation)."""
+        xp, act = self.backend.xp, self._activation
+        zs, activations = [], [x]
+        a = x
+        last = len(self.weights) - 1
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = a @ w.T + b
+            a = self._cost.output(xp, z, act) if l == last else act.f(xp, z)
+            zs.append(z)
+            activations.append(a)
+        return zs, activations
+
+    def _backprop(self, x, y, *, with_loss: bool = True):
+        """Gradients of the batch-mean cost, and the batch-summed cost (a 0-d array, or None).
+
+        ``x`` has shape (n, n_in); ``y`` is one-hot, shape (n, n_classes), same dtype and device.
+        Returns ``(loss_sum, grads)`` with ``grads`` aligned with :meth:`parameters`:
+        ``[∂C/∂W¹, ∂C/∂b¹, ∂C/∂W², ...]``.
+        """
+        xp, act = self.backend.xp, self._activation
+        zs, activations = self._forward(x)
+        loss = self._cost.value(xp, activations[-1], y) if with_loss else None
+        delta = self._cost.delta(xp, zs[-1], activations[-1], y, act)
+        delta = delta * (1.0 / x.shape[0])  # batch mean; backprop is linear in δ
+        n_layers = len(self.weights)
+        grads = [None] * (2 * n_layers)
+        for l in range(n_layers - 1, -1, -1):
+            grads[2 * l] = delta.T @ activations[l]
+            grads[2 * l + 1] = xp.sum(delta, axis=0)
+            if l:
+                delta = (delta @ self.weights[l]) * act.f_prime(xp, zs[l - 1], activations[l])
+        return loss, grads
+
+    def _output(self, x):
+        """Output activations for a batch already on the device."""
+        xp, act = self.backend.xp, self._activation
+        a = x
+        last = len(self.weights) - 1
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = a @ w.T + b
+            a = self._cost.output(xp, z, act) if l == last else act.f(xp, z)
+        return a
+
+    def _predict_labels(self, x):
+        """Predicted class indices for device input, in chunks to bound memory."""
+        xp = self.backend.xp
+        n = x.shape[0]
+        if n <= _PREDICT_CHUNK:
+            return xp.argmax(self._output(x), axis=1)
+        parts = [xp.argmax(self._output(x[i:i + _PREDICT_CHUNK, ...]), axis=1)
+                 for i in range(0, n, _PREDICT_CHUNK)]
+        return xp.concat(parts)
+
+    # ------------------------------------------------------------------ public API
+    def as_input(self, x: Any):
+        """Validate ``x`` (shape (n, n_in)) and return it on this network's backend and dtype."""
+        be = self.backend
+        xp = be.xp
+        dtype = self.weights[0].dtype
+        if hasattr(x, "shape") and be.same_device(x):
+            arr = x if x.dtype == dtype else xp.astype(x, dtype)
+        else:
+            host = to_numpy(x) if hasattr(x, "__array_namespace__") or hasattr(x, "shape") else np.asarray(x)
+            if not np.issubdtype(host.dtype, np.number) and host.dtype != np.bool_:
+                raise TypeError(f"x must be a numeric array, got dtype {host.dtype}")
+            arr = be.asarray(host, dtype)
+        n_in = self.layers[0]
+        if arr.ndim == 1 and arr.shape[0] == n_in:
+            arr = xp.reshape(arr, (1, n_in))
+        if arr.ndim != 2 or arr.shape[1] != n_in:
+            raise ValueError(
+                f"x must have shape (n_samples, {n_in}) for a network with layers "
+                f"{list(self.layers)}, got shape {tuple(arr.shape)}"
+            )
+        return arr
+
+    def as_labels(self, y: Any, n: int | None = None):
+        """Validate integer class labels (shape (n,)) and return them on this backend as int64."""
+        be = self.backend
+        xp = be.xp
+        if hasattr(y, "shape") and be.same_device(y):
+            if not xp.isdtype(y.dtype, "integral"):
+                raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
+            arr = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
+            lo, hi = (int(xp.min(arr)), int(xp.max(arr))) if arr.shape[0] else (0, 0)
+        else:
+            host = np.asarray(to_numpy(y) if hasattr(y, "shape") else y)
+            if not np.issubdtype(host.dtype, np.integer):
+                raise TypeError(f"labels must be integer class indices, got dtype {host.dtype}")
+            lo, hi = (int(host.min()), int(host.max())) if host.size else (0, 0)
+            arr = be.asarray(host.astype(np.int64))
+        if arr.ndim != 1:
+            raise ValueError(f"labels must be 1-D (n_samples,), got shape {tuple(arr.shape)}")
+        if n is not None and arr.shape[0] != n:
+            raise ValueError(f"got {n} samples but {arr.shape[0]} labels; they must match")
+        k = self.layers[-1]
+        if lo < 0 or hi >= k:
+            raise ValueError(f"labels must lie in [0, {k - 1}] for {k} output classes, "
+                             f"found values in [{lo}, {hi}]")
+        return arr
+
+    def one_hot(self, labels):
+        """One-hot rows (n, n_classes) in the network's dtype, from int64 labels on the device."""
+        xp = self.backend.xp
+        classes = xp.arange(self.layers[-1], dtype=labels.dtype, device=self.backend.device)
+        return xp.astype(xp.expand_dims(labels, axis=1) == classes, self.weights[0].dtype)
+
+    def predict_proba(self, x: Any):
+        """Output activations, shape (n_samples, n_classes), on the network's backend.
+
+        With ``cost="cross_entropy"`` these are softmax probabilities; with ``"quadratic"`` they
+        are the output layer's activations (each in [0, 1] for the sigmoid, not summing to 1).
+        """
+        x = self.as_input(x)
+        n = x.shape[0]
+        if n <= _PREDICT_CHUNK:
+            return self._output(x)
+        return self.backend.xp.concat(
+            [self._output(x[i:i + _PREDICT_CHUNK, ...]) for i in range(0, n, _PREDICT_CHUNK)]
+        )
+
+    def predict(self, x: Any):
+        """Predicted class of each row of ``x`` (shape (n_samples, n_in)): the index of the
+        highest output. Returns an int64 array of shape (n_samples,) on the network's backend."""
+        return self._predict_labels(self.as_input(x))
+
+    def evaluate(self, x: Any, y: Any) -> float:
+        """Fraction of rows of ``x`` whose predicted class equals the label in ``y``."""
+        x = self.as_input(x)
+        y = self.as_labels(y, x.shape[0])
+        if x.shape[0] == 0:
+            raise ValueError("cannot evaluate on 0 samples")
+        xp = self.backend.xp
+        correct = xp.sum(xp.astype(self._predict_labels(x) == y, xp.int64))
+        return int(correct) / x.shape[0]
+
+    def loss(self, x: Any, y: Any) -> float:
+        """Mean cost over the samples (labels ``y`` as class indices)."""
+        x = self.as_input(x)
+        y = self.as_labels(y, x.shape[0])
+        total = self._cost.value(self.backend.xp, self._output(x), self.one_hot(y))
+        return float(total) / x.shape[0]
+
+    def gradients(self, x: Any, y: Any) -> tuple[list, list]:
+        """Gradients ``(nabla_w, nabla_b)`` of the mean cost on the batch ``(x, y)``."""
+        x = self.as_input(x)
+        y = self.as_labels(y, x.shape[0])
+        _, grads = self._backprop(x, self.one_hot(y), with_loss=False)
+        return grads[0::2], grads[1::2]
+
+    # ----------------------------------------------------------------- conversions
+    def to(self, backend: str | Backend | None = None, device: Any = None) -> "Network":
+        """A copy of this network on another backend or device."""
+        return Network.from_arrays(
+            [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases],
+            activation=self.activation, cost=self.cost, backend=backend, device=device,
+            dtype=self.dtype,
+        )
+
+    def copy(self) -> "Network":
+        """An independent copy on the same backend and device."""
+        return self.to(self.backend)
+
+    def get_params(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Host (NumPy) copies of ``(weights, biases)``."""
+        return [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases]
+
+    def save(self, path, *, format: str | None = None, overwrite: bool = False) -> None:
+        """Save to ``path`` (JSON; see :mod:`portamlp.io`). Refuses to replace an existing file
+        unless ``overwrite=True``. The write is atomic."""
+        from .io import save
+
+        save(self, path, format=format, overwrite=overwrite)
+

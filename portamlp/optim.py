@@ -1,0 +1,102 @@
+"""Optimizers: update a network's parameters in place from their gradients.
+
+Every update is written with in-place operators (``p -= ...``) so parameter and state buffers keep
+their identity (and, on a GPU, their addresses). L2 ``weight_decay`` adds ``λ·W`` to the gradient of
+each weight matrix; biases are not decayed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["SGD", "Adam", "make_optimizer", "OPTIMIZERS"]
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+class SGD:
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    Plain: ``W ← W − η∇``. Momentum ``μ``: ``v ← μv − η∇; W ← W + v``.
+    Nesterov: ``v ← μv − η∇; W ← W + μv − η∇``.
+    """
+
+    def __init__(self, params: list, xp: Any, *, learning_rate: float, momentum: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0):
+        self.params = params
+        self.xp = xp
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.velocity = [xp.zeros_like(p) for p in params] if momentum else None
+
+    def step(self, grads: list) -> None:
+        """Apply one update; ``grads`` is aligned with ``params``."""
+        lr, mu, wd = self.learning_rate, self.momentum, self.weight_decay
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if wd and p.ndim == 2:
+                g = g + wd * p
+            if not mu:
+                p -= lr * g
+                continue
+            v = self.velocity[i]
+            v *= mu
+            v -= lr * g
+            if self.nesterov:
+                p += mu * v - lr * g
+            else:
+                p += v
+
+    def state(self) -> dict[str, Any]:
+        """Optimizer state (arrays stay on the device)."""
+        return {"velocity": self.velocity}
+
+
+class Adam:
+    """Adam (Kingma & Ba): per-parameter step sizes from running moments of the gradient."""
+
+    def __init__(self, params: list, xp: Any, *, learning_rate: float = 1e-3, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
+        self.params = params
+        self.xp = xp
+        self.learning_rate = learning_rate
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self.m = [xp.zeros_like(p) for p in params]
+        self.v = [xp.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads: list) -> None:
+        self.t += 1
+        b1, b2, wd = self.beta1, self.beta2, self.weight_decay
+        # Bias corrections folded into the step size (Kingma & Ba, section 2).
+        step = self.learning_rate * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
+        eps_hat = self.eps * math.sqrt(1.0 - b2 ** self.t)
+        xp = self.xp
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if wd and p.ndim == 2:
+                g = g + wd * p
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            p -= step * m / (xp.sqrt(v) + eps_hat)
+
+    def state(self) -> dict[str, Any]:
+        return {"m": self.m, "v": self.v, "t": self.t}
+
+
+def make_optimizer(name: str, params: list, xp: Any, *, learning_rate: float, momentum: float = 0.0,
+                   nesterov: bool = False, weight_decay: float = 0.0):
+    """Build the optimizer called ``name`` ("sgd" or "adam") over ``params``."""
+    if name == "sgd":
+        return SGD(params, xp, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                   weight_decay=weight_decay)
+    if name == "adam":
+        if momentum or nesterov:
+            raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam has its own "
+                             "moments (beta1, beta2)")
+        return Adam(params, xp, learning_rate=learning_rate, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")

@@ -1,0 +1,82 @@
+"""The backend selector: names, environment variable, errors, host <-> device moves."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import portamlp
+from portamlp.backend import BACKEND_NAMES, to_numpy
+
+
+def test_available_backends_reports_every_backend():
+    avail = portamlp.available_backends()
+    assert set(avail) == set(BACKEND_NAMES)
+    assert avail["numpy"] is None and avail["array_api_strict"] is None
+    for name, reason in avail.items():
+        assert reason is None or (isinstance(reason, str) and reason)
+
+
+def test_numpy_backend_attributes():
+    be = portamlp.get_backend("numpy")
+    assert be.name == "numpy" and be.device == "cpu"
+    a = be.asarray(np.arange(3), dtype="float64")
+    assert isinstance(a, np.ndarray) and a.dtype == np.float64
+
+
+def test_auto_picks_cupy_only_with_a_gpu():
+    expected = "cupy" if portamlp.available_backends()["cupy"] is None else "numpy"
+    assert portamlp.get_backend("auto").name == expected
+
+
+def test_environment_variable_chooses_the_default(monkeypatch):
+    monkeypatch.setenv("PORTAMLP_BACKEND", "array_api_strict")
+    assert portamlp.get_backend().name == "array_api_strict"
+    monkeypatch.setenv("PORTAMLP_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="nonsense"):
+        portamlp.get_backend()
+    monkeypatch.delenv("PORTAMLP_BACKEND")
+    assert portamlp.get_backend().name in ("numpy", "cupy")
+
+
+def test_unknown_backend_names_it_and_lists_usable_ones():
+    with pytest.raises(ValueError) as info:
+        portamlp.get_backend("tensorflow")
+    msg = str(info.value)
+    assert "'tensorflow'" in msg and "numpy" in msg and "usable here" in msg
+
+
+def test_unusable_backend_says_how_to_install(monkeypatch):
+    from portamlp import backend as bmod
+
+    monkeypatch.setattr(bmod, "_probe", lambda name: "CuPy is not installed" if name == "cupy" else None)
+    with pytest.raises(ValueError) as info:
+        portamlp.get_backend("cupy")
+    msg = str(info.value)
+    assert "'cupy'" in msg and 'pip install "portamlp[cuda12]"' in msg and "numpy" in msg
+
+
+def test_bad_device_is_rejected():
+    with pytest.raises(ValueError, match="cuda:0"):
+        portamlp.get_backend("numpy", "cuda:0")
+    with pytest.raises(ValueError, match="device9"):
+        portamlp.get_backend("array_api_strict", "device9")
+
+
+def test_round_trip_host_device_host(backend):
+    host = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    dev = backend.asarray(host, dtype="float64")
+    assert backend.same_device(dev)
+    back = backend.to_numpy(dev)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host)
+    assert to_numpy(backend.asarray(host, dtype="float32")).dtype == np.float32
+
+
+def test_import_is_light():
+    code = ("import sys, portamlp; portamlp.Network; "
+            "print(sorted(m for m in ('cupy', 'torch', 'array_api_strict', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
