@@ -45,10 +45,11 @@ class DeviceDataset:
         xp, n = self.backend.xp, len(self)
         if rng is None:
             for start in range(0, n, batch_size):
-                yield self.x[start:start + batch_size, ...], self.targets[start:start + batch_size, ...]
+                stop = min(start + batch_size, n)
+                yield self.x[start:stop, ...], self.targets[start:stop, ...]
             return
         order = self.backend.asarray(rng.permutation(n))
         x, t = self.x, self.targets
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start:min(start + batch_size, n)]
             yield xp.take(x, idx, axis=0), xp.take(t, idx, axis=0)

@@ -1,0 +1,134 @@
+"""Saving and loading: exact round trips, the original Rust program's format, malformed files."""
+
+import json
+
+import numpy as np
+import pytest
+
+import portamlp
+from portamlp import ModelFormatError, Network
+from portamlp.backend import to_numpy
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_save_load_round_trip_is_exact(tmp_path, backend, dtype):
+    net = Network.initialize((784, 30, 10), activation="tanh", cost="cross_entropy",
+                             dtype=dtype, seed=4, backend=backend)
+    path = tmp_path / "net.json"
+    net.save(path)
+    loaded = portamlp.load(path, backend=backend)
+    assert loaded.layers == net.layers and loaded.dtype == dtype
+    assert loaded.activation == "tanh" and loaded.cost == "cross_entropy"
+    assert loaded.backend.name == backend.name
+    for a, b in zip(net.parameters(), loaded.parameters()):
+        np.testing.assert_array_equal(to_numpy(b), to_numpy(a))
+
+
+def test_saved_file_is_the_documented_json(tmp_path):
+    net = Network.from_arrays([np.array([[1.0, 2.0], [3.0, 4.0]])], [np.array([0.5, -0.5])],
+                              backend="numpy")
+    net.save(tmp_path / "n.json")
+    doc = json.loads((tmp_path / "n.json").read_text())
+    assert doc == {"format": "portamlp-mlp", "version": 1, "layers": [2, 2],
+                   "activation": "sigmoid", "cost": "quadratic", "dtype": "float64",
+                   "weights": [[[1.0, 2.0], [3.0, 4.0]]], "biases": [[0.5, -0.5]]}
+
+
+def test_existing_file_is_not_overwritten_without_consent(tmp_path):
+    path = tmp_path / "n.json"
+    path.write_text("precious")
+    net = Network.initialize((3, 2), seed=0, backend="numpy")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        net.save(path)
+    assert path.read_text() == "precious"
+    net.save(path, overwrite=True)
+    assert portamlp.load(path).layers == (3, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["n.json"]  # no temporary file left behind
+
+
+def test_unknown_extension_asks_for_a_format(tmp_path):
+    net = Network.initialize((3, 2), seed=0, backend="numpy")
+    with pytest.raises(ValueError, match="format='json'"):
+        net.save(tmp_path / "n.model")
+    net.save(tmp_path / "n.model", format="json")
+    assert portamlp.load(tmp_path / "n.model").layers == (3, 2)
+
+
+def _rust_file(tmp_path, function_type="Sigmoid"):
+    # Written by hand in the original program's layout: a 4-3-2 network.
+    doc = {
+        "layers": [4, 3, 2],
+        "weights": [[[0.5, -0.25, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [-1.0, 0.5, 0.25, 0.0]],
+                    [[2.0, 0.0, -2.0], [-2.0, 0.0, 2.0]]],
+        "biases": [[0.0, 0.1, -0.1], [0.0, 0.0]],
+        "activation_function": {"function_type": function_type},
+    }
+    path = tmp_path / "rust.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_rust_program_file_loads_and_predicts(tmp_path):
+    net = portamlp.load(_rust_file(tmp_path), backend="numpy")
+    assert net.layers == (4, 3, 2) and net.activation == "sigmoid" and net.cost == "quadratic"
+    x = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [-1.0, 0.0, 1.0, 0.0]])
+    # hidden unit 0 sees +0.5 / +1.0 / -0.5, unit 2 sees -1 / 0 / 1.25: output 0 = 2(h0 - h2)
+    h = 1 / (1 + np.exp(-(x @ np.array([[0.5, -0.25, 0.0, 1.0], [0, 0, 0, 0],
+                                         [-1.0, 0.5, 0.25, 0.0]]).T + [0.0, 0.1, -0.1])))
+    expected = np.argmax(h @ np.array([[2.0, 0.0, -2.0], [-2.0, 0.0, 2.0]]).T, axis=1)
+    np.testing.assert_array_equal(net.predict(x), expected)
+    np.testing.assert_array_equal(expected, [0, 0, 1])
+    relu = portamlp.load(_rust_file(tmp_path, "ReLU"))
+    assert relu.activation == "relu"
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d.pop("weights"), "missing field 'weights'"),
+    (lambda d: d.pop("format"), "missing field 'format'"),
+    (lambda d: d.update(format="keras"), "'keras'"),
+    (lambda d: d.update(version=99), "version 99"),
+    (lambda d: d.update(layers="784,30"), "'layers'"),
+    (lambda d: d.update(layers=[3, 10**9]), "'layers'"),
+    (lambda d: d.update(activation="swish"), "'swish'"),
+    (lambda d: d.update(cost="hinge"), "'hinge'"),
+    (lambda d: d.update(dtype="int8"), "'int8'"),
+    (lambda d: d["weights"].__setitem__(0, [[1.0]]), r"weights\[0\] must have shape \(2, 3\)"),
+    (lambda d: d["biases"].__setitem__(0, [1.0]), r"biases\[0\] must have shape \(2,\)"),
+    (lambda d: d["weights"][0][0].__setitem__(0, "x"), r"weights\[0\] must be a nested list"),
+    (lambda d: d["weights"].pop(), "need 1 weight matrices"),
+])
+def test_malformed_files_raise_model_format_error(tmp_path, mutate, match):
+    net = Network.initialize((3, 2), seed=0, backend="numpy")
+    path = tmp_path / "n.json"
+    net.save(path)
+    doc = json.loads(path.read_text())
+    mutate(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match=match):
+        portamlp.load(path)
+
+
+def test_nan_truncated_and_hostile_files(tmp_path):
+    net = Network.initialize((3, 2), seed=0, backend="numpy")
+    path = tmp_path / "n.json"
+    net.save(path)
+    text = path.read_text()
+    bad = tmp_path / "bad.json"
+    doc = json.loads(text)
+    doc["weights"][0][0][0] = float("nan")
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match="non-finite"):
+        portamlp.load(bad)
+    bad.write_text(text[: len(text) // 2])
+    with pytest.raises(ModelFormatError, match="truncated"):
+        portamlp.load(bad)
+    bad.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelFormatError):
+        portamlp.load(bad)
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ModelFormatError, match="UTF-8"):
+        portamlp.load(bad)
+    with pytest.raises(ModelFormatError, match="limit"):
+        portamlp.load(path, max_bytes=10)
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        portamlp.load(tmp_path / "missing.json")

@@ -1,0 +1,70 @@
+"""Optimizers: the update rules against hand-written NumPy, in place, on every backend."""
+
+import numpy as np
+import pytest
+
+from portamlp.backend import to_numpy
+from portamlp.optim import Adam, SGD, make_optimizer
+
+
+def _setup(backend, rng):
+    w = rng.standard_normal((3, 4))
+    b = rng.standard_normal(3)
+    grads = [[rng.standard_normal((3, 4)), rng.standard_normal(3)] for _ in range(3)]
+    params = [backend.asarray(w.copy(), "float64"), backend.asarray(b.copy(), "float64")]
+    return w, b, grads, params
+
+
+def _run(opt, backend, grads):
+    for g in grads:
+        opt.step([backend.asarray(g[0], "float64"), backend.asarray(g[1], "float64")])
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_matches_the_update_rule(backend, rng, momentum, nesterov):
+    w, b, grads, params = _setup(backend, rng)
+    ids = [id(p) for p in params]
+    opt = SGD(params, backend.xp, learning_rate=0.1, momentum=momentum, nesterov=nesterov,
+              weight_decay=0.01)
+    _run(opt, backend, grads)
+    vw, vb = np.zeros_like(w), np.zeros_like(b)
+    for gw, gb in grads:
+        gw = gw + 0.01 * w  # weight decay on weights only
+        vw = momentum * vw - 0.1 * gw
+        vb = momentum * vb - 0.1 * gb
+        if nesterov:
+            w = w + momentum * vw - 0.1 * gw
+            b = b + momentum * vb - 0.1 * gb
+        else:
+            w, b = w + vw, b + vb
+    np.testing.assert_allclose(to_numpy(params[0]), w, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(params[1]), b, rtol=1e-12)
+    assert [id(p) for p in params] == ids
+
+
+def test_adam_matches_the_update_rule(backend, rng):
+    w, b, grads, params = _setup(backend, rng)
+    opt = Adam(params, backend.xp, learning_rate=0.01)
+    _run(opt, backend, grads)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t, (gw, _) in enumerate(grads, start=1):
+        m = 0.9 * m + 0.1 * gw
+        v = 0.999 * v + 0.001 * gw * gw
+        w = w - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(to_numpy(params[0]), w, rtol=1e-10)
+
+
+def test_updates_keep_the_buffers_in_place():
+    params = [np.ones((2, 2)), np.ones(2)]
+    pointers = [p.__array_interface__["data"][0] for p in params]
+    for opt in (SGD(params, np, learning_rate=0.1, momentum=0.5), Adam(params, np)):
+        opt.step([np.ones((2, 2)), np.ones(2)])
+    assert [p.__array_interface__["data"][0] for p in params] == pointers
+    assert params[0][0, 0] != 1.0
+
+
+def test_make_optimizer_rejects_unknown_and_bad_combinations():
+    with pytest.raises(ValueError, match="'rmsprop'"):
+        make_optimizer("rmsprop", [], np, learning_rate=0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        make_optimizer("adam", [], np, learning_rate=0.1, momentum=0.9)

@@ -1,0 +1,221 @@
+"""train(): learning on every backend, agreement between backends, the caller's own data,
+warnings, callbacks and the validation of options."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import portamlp
+from portamlp import Network, PortamlpWarning
+from portamlp.backend import to_numpy
+
+SMALL = dict(train_length=5000, validation_length=1000, test_length=1000)
+
+
+def test_learns_mnist_subset_on_every_backend(backend):
+    result = portamlp.train(layers=(784, 64, 10), activation="relu", cost="cross_entropy",
+                            learning_rate=0.05, momentum=0.9, batch_size=25, epochs=4, seed=0,
+                            backend=backend, **SMALL)
+    assert result.test_accuracy >= 0.85
+    assert result.network.backend.name == backend.name
+    assert len(result.history) == 4
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert all(0.0 <= h.validation_accuracy <= 1.0 and h.seconds > 0 for h in result.history)
+
+
+def test_classic_sigmoid_quadratic_learns():
+    result = portamlp.train(epochs=3, seed=2, init="scaled", **SMALL)
+    assert result.test_accuracy >= 0.85
+    assert result.config.layers == (784, 30, 10) and result.config.batch_size == 10
+
+
+def test_numpy_and_array_api_strict_agree_after_hundreds_of_steps(mnist_small):
+    x, y = mnist_small[0][:3000], mnist_small[1][:3000]
+    runs = {}
+    for name, device in (("numpy", None), ("array_api_strict", "device1")):
+        r = portamlp.train(x=x, y=y, layers=(784, 16, 10), dtype="float64", batch_size=10,
+                           epochs=1, learning_rate=3.0, seed=7, backend=name, device=device)
+        runs[name] = r.network.get_params()
+    for a, b in zip(sum(runs["numpy"], []), sum(runs["array_api_strict"], [])):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+
+
+def test_torch_agrees_with_numpy_over_a_short_run(mnist_small):
+    if portamlp.available_backends()["torch"]:
+        pytest.skip("torch is not installed")
+    x, y = mnist_small[0][:200], mnist_small[1][:200]
+    params = [portamlp.train(x=x, y=y, layers=(784, 16, 10), dtype="float64", epochs=1, seed=7,
+                             backend=name).network.get_params() for name in ("numpy", "torch")]
+    for a, b in zip(sum(params[0], []), sum(params[1], [])):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_cupy_agrees_with_numpy_after_10_steps(mnist_small):
+    if portamlp.available_backends()["cupy"]:
+        pytest.skip(f"cupy: {portamlp.available_backends()['cupy']}")
+    x, y = mnist_small[0][:100], mnist_small[1][:100]
+    params = [portamlp.train(x=x, y=y, layers=(784, 30, 10), epochs=1, seed=7, batch_size=10,
+                             backend=name).network.get_params() for name in ("numpy", "cupy")]
+    for a, b in zip(sum(params[0], []), sum(params[1], [])):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_same_seed_same_result_different_seed_different_result():
+    kw = dict(layers=(784, 10, 10), epochs=1, train_length=500, validation_length=0,
+              test_length=100)
+    a = portamlp.train(seed=5, **kw)
+    b = portamlp.train(seed=5, **kw)
+    c = portamlp.train(seed=6, **kw)
+    np.testing.assert_array_equal(a.network.weights[0], b.network.weights[0])
+    assert not np.array_equal(a.network.weights[0], c.network.weights[0])
+    assert a.test_accuracy == b.test_accuracy
+
+
+def test_seed_none_is_recorded_and_reproducible():
+    kw = dict(layers=(784, 10, 10), epochs=1, train_length=200, validation_length=0, test_length=0)
+    first = portamlp.train(**kw)
+    assert isinstance(first.config.seed, int)
+    again = portamlp.train(seed=first.config.seed, **kw)
+    np.testing.assert_array_equal(first.network.weights[1], again.network.weights[1])
+    assert first.test_accuracy is None
+
+
+def test_own_data_with_validation_and_test(backend, rng):
+    # two well separated blobs in 4-D
+    x = np.concatenate([rng.normal(-2, 1, (100, 4)), rng.normal(2, 1, (100, 4))]).astype(np.float32)
+    y = np.repeat([0, 1], 100)
+    seen = []
+    result = portamlp.train(x=x, y=y, validation_data=(x[::2], y[::2]), test_data=(x, y),
+                            layers=(4, 8, 2), activation="tanh", cost="cross_entropy",
+                            learning_rate=0.5, epochs=3, batch_size=20, seed=1, backend=backend,
+                            callbacks=[lambda rec, net: seen.append(rec.epoch)])
+    assert seen == [1, 2, 3]
+    assert result.test_accuracy >= 0.95
+    assert result.history[-1].validation_accuracy >= 0.95
+    # the caller's arrays are not modified
+    assert x.dtype == np.float32 and y[0] == 0
+
+
+def test_device_arrays_are_used_in_place(backend, rng):
+    x = backend.asarray(rng.standard_normal((30, 3)), "float32")
+    y = backend.asarray(np.arange(30) % 2)
+    result = portamlp.train(x=x, y=y, layers=(3, 2), epochs=1, batch_size=10, seed=0,
+                            learning_rate=0.1, backend=backend)
+    assert result.network.backend.name == backend.name
+
+
+def test_continue_training_an_existing_network(mnist_small):
+    x, y, xt, yt = mnist_small
+    net = Network.initialize((784, 20, 10), activation="relu", cost="cross_entropy", seed=3,
+                             backend="numpy")
+    w_id = id(net.weights[0])
+    before = net.evaluate(xt, yt)
+    result = portamlp.train(x=x, y=y, network=net, epochs=1, learning_rate=0.05, seed=0)
+    assert result.network is net and id(net.weights[0]) == w_id
+    assert net.evaluate(xt, yt) > before + 0.3
+    with pytest.raises(ValueError, match="'sigmoid' differs"):
+        portamlp.train(x=x, y=y, network=net, activation="sigmoid")
+    with pytest.raises(ValueError, match="differ from the given network"):
+        portamlp.train(x=x, y=y, network=net, layers=(784, 30, 10))
+
+
+def test_callback_returning_true_stops_training():
+    calls = []
+
+    def stop_after_two(record, network):
+        calls.append(record.epoch)
+        return record.epoch == 2
+
+    result = portamlp.train(layers=(784, 10, 10), epochs=5, train_length=100,
+                            validation_length=0, test_length=0, seed=0, callbacks=[stop_after_two])
+    assert calls == [1, 2] and len(result.history) == 2 and result.stopped_early
+
+
+def test_partial_last_batch_warns_and_is_used():
+    x = np.eye(4, dtype=np.float32)[np.arange(7) % 4]
+    y = np.arange(7) % 2
+    net = Network.from_arrays([np.zeros((2, 4))], [np.zeros(2)], backend="numpy")
+    with pytest.warns(PortamlpWarning, match="not a multiple of batch_size=3"):
+        portamlp.train(x=x, y=y, network=net, batch_size=3, epochs=1, shuffle=False,
+                       learning_rate=1.0, seed=0)
+    # the 7th sample (row 2, class 0) was in the last batch: its weights moved
+    assert net.weights[0][0, 2] != 0.0
+
+
+def test_never_predicted_class_is_warned_about():
+    # A network whose output 9 is hopelessly saturated off: class 9 is never predicted.
+    net = Network.initialize((784, 10), seed=0, backend="numpy")
+    net.biases[0][9] = -1e4
+    x, y = portamlp.datasets.load_mnist("train", length=500)
+    with pytest.warns(PortamlpWarning, match=r"never predicts class\(es\) \[9\].*init='scaled'"):
+        r = portamlp.train(x=x, y=y, validation_data=(x, y), network=net, epochs=1,
+                           learning_rate=0.01, batch_size=50, seed=0)
+    assert r.history[0].never_predicted == [9]
+
+
+def test_quiet_by_default(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        portamlp.train(layers=(784, 30, 10), epochs=2, train_length=2000, validation_length=500,
+                       test_length=100, cost="cross_entropy", learning_rate=0.5, seed=0)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_progress_bar_when_asked(capsys):
+    portamlp.train(layers=(784, 10, 10), epochs=1, train_length=100, validation_length=0,
+                   test_length=0, seed=0, progress=True)
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_divergence_is_reported():
+    x = np.random.default_rng(0).standard_normal((40, 3)) * 100
+    with pytest.raises(portamlp.DivergenceError, match="epoch 1.*learning rate"):
+        with np.errstate(all="ignore"):
+            portamlp.train(x=x, y=np.arange(40) % 2, layers=(3, 8, 2), activation="leaky_relu",
+                           epochs=1, learning_rate=1e10, batch_size=4, seed=0)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(layers=(784,)), ValueError, "at least 2"),
+    (dict(layers=(100, 10)), ValueError, "784 pixels"),
+    (dict(batch_size=0), ValueError, "batch_size=0"),
+    (dict(batch_size=-3), ValueError, "batch_size=-3"),
+    (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(learning_rate=0), ValueError, "learning_rate=0"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate=-1.0"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate=nan"),
+    (dict(activation="swish"), ValueError, "'swish'"),
+    (dict(cost="hinge"), ValueError, "'hinge'"),
+    (dict(backend="jax"), ValueError, "'jax'"),
+    (dict(optimizer="rmsprop"), ValueError, "'rmsprop'"),
+    (dict(epochs=-1, train_length=10), ValueError, "epochs=-1"),
+    (dict(momentum=1.5), ValueError, "momentum=1.5"),
+    (dict(nesterov=True), ValueError, "nesterov"),
+    (dict(dtype="float16"), ValueError, "'float16'"),
+    (dict(train_length=59000, validation_length=2000), ValueError, "exceed the 60000"),
+    (dict(test_length=20000), ValueError, "test_length=20000"),
+    (dict(dataset="no-such-set"), ValueError, "no-such-set"),
+    (dict(scale=100), ValueError, "scale=100"),
+    (dict(learnig_rate=0.1), TypeError, "learnig_rate"),
+    (dict(callbacks=[3]), TypeError, "callables"),
+])
+def test_bad_arguments_name_the_value(kwargs, error, match):
+    kwargs.setdefault("epochs", 1)
+    with pytest.raises(error, match=match):
+        portamlp.train(**kwargs)
+
+
+def test_bad_own_data_is_explained(rng):
+    x = rng.standard_normal((10, 5))
+    with pytest.raises(ValueError, match=r"\(n_samples, 784\)"):
+        portamlp.train(x=x, y=np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match="both x and y"):
+        portamlp.train(x=x)
+    with pytest.raises(ValueError, match="10 samples but 9 labels"):
+        portamlp.train(x=x, y=np.zeros(9, dtype=int), layers=(5, 2))
+    with pytest.raises(TypeError, match="integer class indices"):
+        portamlp.train(x=x, y=np.zeros(10), layers=(5, 2))
+    with pytest.raises(TypeError, match="pair"):
+        portamlp.train(x=x, y=np.zeros(10, dtype=int), layers=(5, 2), validation_data=x)
