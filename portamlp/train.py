@@ -28,7 +28,14 @@ from .losses import COSTS
 from .network import INITS, Network, check_layers
 from .optim import OPTIMIZERS, make_optimizer
 
-__all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord"]
+__all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord", "SCHEDULES"]
+
+#: Learning-rate schedules: the rate used in each epoch (1-based) of ``epochs``.
+SCHEDULES = {
+    "constant": lambda rate, epoch, epochs: rate,
+    # half a cosine from the full rate in the first epoch down towards 0 in the last
+    "cosine": lambda rate, epoch, epochs: 0.5 * rate * (1.0 + math.cos(math.pi * (epoch - 1) / epochs)),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class TrainConfig:
     batch_size: int = 10
     epochs: int = 5
     learning_rate: float = 3.0
+    learning_rate_schedule: str = "constant"
     activation: str = "sigmoid"
     cost: str = "quadratic"
     optimizer: str = "sgd"
@@ -73,6 +81,7 @@ class TrainConfig:
         _check_number("weight_decay", self.weight_decay)
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
+        _check_choice("learning_rate_schedule", self.learning_rate_schedule, SCHEDULES)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("cost", self.cost, COSTS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -241,7 +250,10 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
     epochs : int
         Passes over the training data (default 5).
     learning_rate : float
-        Step size η (default 3.0, for the quadratic cost; try 0.1 with cross-entropy + momentum).
+        Step size η (default 3.0, for the quadratic cost; try 0.05 with cross-entropy + momentum).
+    learning_rate_schedule : {"constant", "cosine"}
+        ``"cosine"`` lowers the rate each epoch along half a cosine, from ``learning_rate`` in
+        the first epoch towards 0 in the last (default ``"constant"``).
     activation : {"sigmoid", "relu", "leaky_relu", "tanh"}
     cost : {"quadratic", "cross_entropy"}
     optimizer : {"sgd", "adam"}
@@ -369,7 +381,9 @@ def _loop(net, opt, train_set, val_set, cfg, rng, progress, callbacks):
     backprop, step = net._backprop, opt.step
     history: list[EpochRecord] = []
     warned: list[int] = []
+    schedule = SCHEDULES[cfg.learning_rate_schedule]
     for epoch in range(1, cfg.epochs + 1):
+        opt.learning_rate = schedule(cfg.learning_rate, epoch, cfg.epochs)
         bar = _progress_bar(progress, n_batches, epoch, cfg.epochs)
         every = max(1, n_batches // 100)
         start = time.perf_counter()

@@ -1,0 +1,65 @@
+"""The example scripts and the results benchmark, run with small settings."""
+
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(epochs=1, train_length=2000, validation_length=500, test_length=500)
+
+
+def _example(name):
+    return runpy.run_path(str(ROOT / "examples" / name))
+
+
+def test_original_program_example_trains_tests_and_saves(tmp_path, capsys):
+    import portamlp
+
+    path = tmp_path / "orig.json"
+    result = _example("original_program.py")["main"](path=str(path), seed=0, **SMALL)
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and f"saved to {path}" in out
+    loaded = portamlp.load(path)
+    assert loaded.layers == (784, 16, 16, 10)
+    x, y = portamlp.datasets.load_mnist("test", length=500, scale=256)
+    assert loaded.evaluate(x, y) == result.test_accuracy
+
+
+def test_nielsen_example_prints_each_epoch(capsys):
+    result = _example("nielsen.py")["main"](**dict(SMALL, epochs=2))
+    out = capsys.readouterr().out
+    assert out.count("Epoch ") == 2 and "test accuracy" in out
+    assert result.network.layers == (784, 30, 10)
+
+
+def test_gpu_example_runs_on_any_backend(capsys):
+    result = _example("gpu.py")["main"]("numpy", **dict(SMALL, epochs=3, batch_size=50))
+    assert "trained on numpy" in capsys.readouterr().out
+    assert result.test_accuracy > 0.8
+
+
+def test_gpu_example_without_cupy_says_what_to_install():
+    import portamlp
+
+    if portamlp.available_backends()["cupy"] is None:
+        pytest.skip("a GPU is usable here")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "gpu.py")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "pip install" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_accuracy_benchmark_quick_run(tmp_path):
+    out = tmp_path / "acc.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--quick",
+                           "--only", "784-10,", "--output", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "| original 784-10, 3 epochs | 2 |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["quick"] and len(data["rows"]) == 1
+    assert all(0 < a <= 1 for a in data["rows"][0]["test_accuracy"])
