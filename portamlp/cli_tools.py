@@ -1,0 +1,226 @@
+"""The ``evaluate``, ``predict``, ``info`` and ``plot`` commands (see :mod:`portamlp.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+EPILOG_EVALUATE = """examples:
+  portamlp evaluate runs/net.json
+  portamlp evaluate runs/net.json --dataset fashion-mnist --plot figures/
+"""
+EPILOG_PREDICT = """examples:
+  portamlp predict runs/net.json my-digit.png another.jpg
+  portamlp predict runs/net.json --index 0          test image 0 instead of a file
+"""
+
+
+def add_parsers(sub, add_common):
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
+                       epilog=EPILOG_EVALUATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a saved network (.json)")
+    _data_flags(p)
+    p.add_argument("--plot", type=Path, metavar="DIR",
+                   help="write confusion.png and misclassified.png into DIR")
+    add_common(p)
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files (or test images)",
+                       epilog=EPILOG_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a saved network (.json)")
+    p.add_argument("images", nargs="*", type=Path, help="PNG/JPEG files of single digits")
+    p.add_argument("--index", type=int, action="append", help="test image N (repeatable)")
+    _data_flags(p)
+    add_common(p)
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("info", help="versions, and the backends usable here")
+    add_common(p)
+    p.set_defaults(handler=cmd_info)
+
+    p = sub.add_parser("plot", help="training curves of a run, to PNG",
+                       epilog="example:\n  portamlp plot runs/net.run.json -o curves.png",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a run record (.run.json) or its model (.json)")
+    p.add_argument("-o", "--output", type=Path, help="PNG path (default: RUN with .png)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_common(p)
+    p.set_defaults(handler=cmd_plot)
+
+
+def _data_flags(p):
+    p.add_argument("--dataset", help="data set (default: the one the model was trained on, "
+                                     "else mnist)")
+    p.add_argument("--scale", help="pixel scaling: 255, 256 or standardize (default: the "
+                                   "model's run record, else 255)")
+    p.add_argument("--backend", help="backend to run on (default: auto)")
+    p.add_argument("--length", type=int, help="use only the first N test images")
+
+
+def _run_record(model: Path) -> dict:
+    from .cli import run_record_path
+
+    path = run_record_path(model)
+    try:
+        return json.loads(path.read_text()).get("options", {}) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _model_and_data(args):
+    import portamlp
+    from .datasets import load
+
+    net = portamlp.load(args.model, backend=args.backend)
+    options = _run_record(args.model)
+    dataset = args.dataset or options.get("dataset") or "mnist"
+    scale = args.scale or options.get("scale") or 255
+    x, y = load(dataset, "test", backend=net.backend, dtype=net.dtype, scale=scale,
+                length=args.length)
+    return net, x, y, dataset, scale
+
+
+def cmd_evaluate(args) -> int:
+    from .backend import to_numpy
+
+    net, x, y, dataset, _ = _model_and_data(args)
+    predicted, truth = to_numpy(net.predict(x)), to_numpy(y)
+    k = net.layers[-1]
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    accuracy = float(np.mean(predicted == truth))
+    per_class = [float(matrix[c, c] / matrix[c].sum()) if matrix[c].sum() else None
+                 for c in range(k)]
+    plots = []
+    if args.plot:
+        from .plots import plot_confusion, plot_misclassified
+
+        args.plot.mkdir(parents=True, exist_ok=True)
+        plots.append(str(plot_confusion(matrix, args.plot / "confusion.png",
+                                        f"{args.model.name} on {dataset} test")))
+        images = to_numpy(x).reshape(len(truth), -1)
+        images = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
+        plots.append(str(plot_misclassified(images, truth, predicted,
+                                            args.plot / "misclassified.png")))
+    if args.json:
+        print(json.dumps({"model": str(args.model), "dataset": dataset, "samples": len(truth),
+                          "accuracy": accuracy, "per_class_accuracy": per_class,
+                          "confusion_matrix": matrix.tolist(), "plots": plots}))
+        return 0
+    print(f"accuracy: {accuracy:.2%} ({int(np.trace(matrix))}/{len(truth)}) on {dataset} test")
+    if not args.quiet:
+        print("per-class accuracy: " + ", ".join(
+            f"{c}: {a:.1%}" if a is not None else f"{c}: -" for c, a in enumerate(per_class)))
+        print("confusion matrix (rows: true class, columns: predicted class):")
+        width = max(5, len(str(matrix.max())) + 1)
+        print("true\\pred" + "".join(f"{c:>{width}}" for c in range(k)))
+        for c in range(k):
+            print(f"{c:>9}" + "".join(f"{v:>{width}}" for v in matrix[c]))
+        for p in plots:
+            print(f"wrote {p}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import portamlp
+    from .backend import to_numpy
+    from .datasets.loading import scale_images
+
+    if not args.images and not args.index:
+        from .cli import CLIError
+
+        raise CLIError("give image files to classify, or --index N for a test image")
+    net = portamlp.load(args.model, backend=args.backend)
+    options = _run_record(args.model)
+    scale = args.scale or options.get("scale") or 255
+    dataset = args.dataset or options.get("dataset") or "mnist"
+    rows, names, truth = [], [], []
+    if args.images:
+        from .images import prepare_digit
+
+        for path in args.images:
+            rows.append(prepare_digit(path))
+            names.append(str(path))
+            truth.append(None)
+    if args.index:
+        from .datasets.sources import read_split
+
+        images, labels = read_split(dataset, "test")
+        for i in args.index:
+            if not 0 <= i < len(labels):
+                from .cli import CLIError
+
+                raise CLIError(f"--index {i} is out of range: the {dataset} test split has "
+                               f"{len(labels)} images (0 to {len(labels) - 1})")
+            rows.append(images[i])
+            names.append(f"test image {i}")
+            truth.append(int(labels[i]))
+    pixels = np.stack(rows).reshape(len(rows), -1)
+    x = scale_images(pixels, scale, net.dtype, name=dataset)
+    proba = to_numpy(net.predict_proba(x))
+    results = [{"input": n, "prediction": int(np.argmax(p)), "label": t,
+                "probabilities": [round(float(v), 6) for v in p]}
+               for n, p, t in zip(names, proba, truth)]
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        label = f" (label {r['label']})" if r["label"] is not None else ""
+        print(f"{r['input']}: {r['prediction']}{label}")
+        if not args.quiet:
+            print("  " + "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(r["probabilities"])))
+    return 0
+
+
+def cmd_info(args) -> int:
+    import portamlp
+    from .provenance import environment
+
+    env = environment()
+    backends = portamlp.available_backends()
+    devices = {}
+    for name, reason in backends.items():
+        if reason is None:
+            devices[name] = str(portamlp.get_backend(name).device)
+    if args.json:
+        print(json.dumps({"environment": env, "backends": backends, "devices": devices}))
+        return 0
+    print(f"portamlp {portamlp.__version__} on Python {env['python']} ({env['platform']})")
+    for pkg, ver in env["packages"].items():
+        print(f"  {pkg} {ver}")
+    print("backends:")
+    for name, reason in backends.items():
+        state = f"usable, device {devices[name]}" if reason is None else f"not usable: {reason}"
+        print(f"  {name:<17} {state}")
+    auto = portamlp.get_backend("auto").name
+    print(f"auto selects: {auto}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .cli import CLIError, run_record_path
+    from .plots import plot_history
+
+    path = args.run
+    if not path.name.endswith(".run.json"):
+        path = run_record_path(path)
+    try:
+        record = json.loads(path.read_text())
+        history = record["history"]
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such run record") from None
+    except (ValueError, KeyError, TypeError):
+        raise CLIError(f"{path}: not a portamlp run record (no 'history')") from None
+    output = args.output or path.with_name(path.name[: -len(".run.json")] + ".png")
+    if output.exists() and not args.force:
+        raise CLIError(f"{output} already exists; pass --force to replace it or -o another path")
+    options = record.get("options", {})
+    title = "-".join(str(s) for s in options.get("layers") or []) + \
+        f" {options.get('activation', '')}/{options.get('cost', '')}"
+    plot_history(history, output, title=title.strip())
+    if not args.quiet:
+        print(f"wrote {output}")
+    return 0

@@ -1,0 +1,86 @@
+"""Pictures: training curves, a confusion-matrix heatmap, a grid of misclassified digits.
+
+Needs matplotlib (``pip install "portamlp[plot]"``); it is imported only when a plot is drawn,
+with the non-interactive Agg canvas, so no window opens and no global backend is switched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["plot_history", "plot_confusion", "plot_misclassified"]
+
+
+def _figure(*args, **kwargs):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError('plotting needs matplotlib: pip install "portamlp[plot]"') from None
+    fig = Figure(*args, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
+    """Training loss and validation accuracy per epoch, side by side, to a PNG."""
+    epochs = [h["epoch"] for h in history]
+    fig = _figure(figsize=(9, 3.6), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="training loss (mean cost)", title="training loss")
+    val = [(h["epoch"], h["validation_accuracy"]) for h in history
+           if h.get("validation_accuracy") is not None]
+    if val:
+        ax2.plot([e for e, _ in val], [100 * a for _, a in val], marker="o", color="tab:green")
+    else:
+        ax2.text(0.5, 0.5, "no validation set", ha="center", va="center", transform=ax2.transAxes)
+    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_confusion(matrix: np.ndarray, path, title: str = "confusion matrix") -> Path:
+    """A heatmap of ``matrix[true, predicted]`` with the counts written in each cell."""
+    k = matrix.shape[0]
+    fig = _figure(figsize=(6.4, 5.6), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(np.log1p(matrix), cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if matrix[i, j] > matrix.max() / 3 else "black")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, label="log(1 + count)")
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarray, path,
+                       limit: int = 36) -> Path:
+    """A grid of misclassified digits, each titled "true → predicted"."""
+    wrong = np.flatnonzero(true != predicted)[:limit]
+    cols = 6
+    rows = max(1, -(-len(wrong) // cols))
+    fig = _figure(figsize=(cols * 1.3, rows * 1.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong):
+        ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
+        ax.set_title(f"{true[i]} → {predicted[i]}", fontsize=10)
+    if not len(wrong):
+        axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(f"misclassified test digits (first {len(wrong)})")
+    fig.savefig(path, dpi=110)
+    return Path(path)
