@@ -34,6 +34,13 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (the full usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _layers(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
@@ -101,7 +108,7 @@ def _add_common(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="portamlp",
         description="Train and use multilayer perceptrons on MNIST-format data, on NumPy, CuPy "
                     "and other Array API backends. With no command, runs `portamlp train`.",
@@ -171,7 +178,7 @@ def cmd_train(args) -> int:
             if p.exists():
                 raise CLIError(f"{p} already exists; pass --force to replace it or --save "
                                "another path")
-    say = (lambda *a: None) if (args.quiet or args.json) else print
+    say = (lambda *a, **k: None) if (args.quiet or args.json) else print
 
     def report(record, network):
         val = (f", validation accuracy {record.validation_accuracy:.2%}"

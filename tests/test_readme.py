@@ -1,0 +1,88 @@
+"""Every command and code block in the README runs (with small settings where it trains)."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import portamlp
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+SMALL_FLAGS = ["--train-length", "2000", "--validation-length", "500", "--test-length", "500",
+               "--epochs", "1"]
+SMALL = dict(train_length=2000, validation_length=500, test_length=500, epochs=1)
+
+
+def _cli_lines():
+    return [line for lang, body in BLOCKS if lang == "bash" for line in body.splitlines()
+            if line.startswith("portamlp")]
+
+
+def test_readme_shows_the_two_setup_commands():
+    bash = [body.strip() for lang, body in BLOCKS if lang == "bash"]
+    assert "pip install . && portamlp" in bash[0]
+    assert bash[1] == 'pip install -e ".[test]" && python -m pytest'
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest" in ci and '-e ".[test' in ci
+
+
+def test_command_line_section_runs_in_order(tmp_path):
+    lines = _cli_lines()
+    assert len(lines) >= 5
+    for line in lines:
+        args = shlex.split(line)[1:]
+        if args and args[0] == "train":
+            args += SMALL_FLAGS
+        proc = subprocess.run([sys.executable, "-m", "portamlp", *args], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+    assert (tmp_path / "net.json").is_file() and (tmp_path / "curves.png").is_file()
+    assert (tmp_path / "figures" / "confusion.png").is_file()
+
+
+@pytest.mark.parametrize("index", [i for i, (lang, _) in enumerate(BLOCKS) if lang == "python"])
+def test_python_blocks_run(index, tmp_path, monkeypatch):
+    code = BLOCKS[index][1]
+    real_train = portamlp.train
+    gpu = portamlp.available_backends()["cupy"] is None
+
+    def small_train(**kwargs):
+        if kwargs.get("backend") == "cupy" and not gpu:
+            kwargs["backend"] = "numpy"  # the identical code path, on the CPU here
+        return real_train(**{**kwargs, **SMALL})
+
+    monkeypatch.setattr(portamlp, "train", small_train)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, f"README block {index}", "exec"), {"__name__": "readme"})
+
+
+@pytest.mark.skipif(os.environ.get("PORTAMLP_SKIP_INSTALL_TEST") == "1",
+                    reason="PORTAMLP_SKIP_INSTALL_TEST=1")
+def test_fresh_install_command(tmp_path):
+    """The README's first set-up command, verbatim, on a copy of the repository."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if files.returncode != 0 or not files.stdout:
+        pytest.skip("not a git checkout")
+    copy = tmp_path / "repo"
+    for name in files.stdout.splitlines():
+        src = ROOT / name
+        if src.is_file():
+            dst = copy / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    command = [body.strip() for lang, body in BLOCKS if lang == "bash"][0]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not p.startswith(sys.prefix))
+    env["PORTAMLP_BACKEND"] = "numpy"
+    proc = subprocess.run(["bash", "-c", command], cwd=copy, capture_output=True, text=True,
+                          env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "test accuracy:" in proc.stdout
+    assert len(list((copy / "runs").glob("*.run.json"))) == 1
