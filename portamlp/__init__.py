@@ -11,10 +11,12 @@ PyTorch tensors and any other Array API namespace::
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .backend import Backend, available_backends, get_backend
-from .errors import DataFormatError, DivergenceError, ModelFormatError, PortamlpWarning
+from .errors import (DataFormatError, DeviceMemoryError, DivergenceError, ModelFormatError,
+                     PortamlpWarning, TrainingInterrupted)
 from .io import load
 from .network import Network
-from .train import EpochRecord, TrainConfig, TrainResult, train
+from .config import EpochRecord, TrainConfig, TrainResult
+from .train import train
 
 try:
     __version__ = _version("portamlp")
@@ -24,5 +26,6 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "Backend", "available_backends", "get_backend", "Network", "train", "TrainConfig",
     "TrainResult", "EpochRecord", "load", "DataFormatError", "ModelFormatError",
-    "DivergenceError", "PortamlpWarning", "__version__",
+    "DivergenceError", "DeviceMemoryError", "TrainingInterrupted", "PortamlpWarning",
+    "__version__",
 ]

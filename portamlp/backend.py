@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Backend", "get_backend", "available_backends", "BACKEND_NAMES", "backend_of"]
+__all__ = ["Backend", "get_backend", "available_backends", "BACKEND_NAMES", "backend_of",
+           "is_out_of_memory", "describe_bytes"]
 
 #: Names accepted by :func:`get_backend`, besides ``"auto"``.
 BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
@@ -245,3 +246,22 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
         )
     xp = _namespace(name)
     return Backend(name=name, xp=xp, device=_resolve_device(name, xp, device))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an allocation failure of any backend (NumPy/CuPy ``MemoryError`` subclasses,
+    PyTorch's ``OutOfMemoryError``), judged without importing the libraries."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name in ("OutOfMemoryError", "OutOfMemoryException") or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def describe_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KB'`` (powers of 1000)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} PB"

@@ -27,6 +27,8 @@ EPILOG_TRAIN = """examples:
   portamlp train --backend cupy --epochs 30         the same code on a CUDA GPU
   portamlp train --config run.toml --epochs 3       options from a file, flags win
   portamlp train --json --quiet > run.json          machine-readable output
+  portamlp train --epochs 30 --checkpoint ckpt/     Ctrl-C saves; then:
+  portamlp train --resume ckpt/ --save net.json     continue where it stopped
 """
 
 
@@ -94,6 +96,12 @@ def _add_train_parser(sub):
     p.add_argument("--save", type=Path, help="where to save the network (default: "
                                             "runs/<dataset>-<layers>-<time>.json)")
     p.add_argument("--force", action="store_true", help="replace an existing --save file")
+    p.add_argument("--checkpoint", type=Path, metavar="DIR",
+                   help="write a checkpoint to DIR after every epoch; Ctrl-C / SIGTERM then "
+                        "save one and stop cleanly")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the run checkpointed in DIR (its settings; --epochs may "
+                        "extend it)")
     p.add_argument("--progress", action="store_true", default=None,
                    help="show the progress bar even when stderr is not a terminal")
     _add_common(p)
@@ -187,7 +195,12 @@ def cmd_train(args) -> int:
             f"{record.train_loss:.4f}{val}", flush=True)
 
     progress = args.progress if args.progress else (None if not args.quiet else False)
-    result = portamlp.train(progress=progress, callbacks=[report], **options)
+    try:
+        result = portamlp.train(progress=progress, callbacks=[report], checkpoint=args.checkpoint,
+                                resume=args.resume, **options)
+    except portamlp.TrainingInterrupted as stop:
+        print(f"portamlp: {stop}", file=sys.stderr)
+        return 128 + (stop.signum or 2)
     net = result.network
     save.parent.mkdir(parents=True, exist_ok=True)
     net.save(save, overwrite=args.force)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["DataFormatError", "ModelFormatError", "DivergenceError", "PortamlpWarning"]
+__all__ = ["DataFormatError", "ModelFormatError", "DivergenceError", "DeviceMemoryError",
+           "TrainingInterrupted", "PortamlpWarning"]
 
 
 class DataFormatError(ValueError):
@@ -15,6 +16,20 @@ class ModelFormatError(ValueError):
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or weight; lower the learning rate."""
+
+
+class DeviceMemoryError(MemoryError):
+    """The network or the data does not fit in the device's memory; the message says what was
+    being allocated and how big it was."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a checkpointed run; ``.checkpoint`` is where to resume from."""
+
+    def __init__(self, message: str, *, checkpoint=None, signum: int | None = None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.signum = signum
 
 
 class PortamlpWarning(UserWarning):

@@ -1,4 +1,4 @@
-"""Saving and loading networks: the documented JSON format, and the original Rust program's.
+"""Saving and loading networks: JSON, safetensors, and the original Rust program's JSON.
 
 portamlp's JSON format (``"format": "portamlp-mlp"``, ``"version": 1``)::
 
@@ -10,6 +10,13 @@ portamlp's JSON format (``"format": "portamlp-mlp"``, ``"version": 1``)::
     }
 
 Numbers are written with Python's shortest round-trip representation, so save → load is exact.
+
+safetensors files (``.safetensors``) hold the tensors under the names a PyTorch
+``nn.Sequential(Linear, activation, Linear, ...)`` gives them — ``"0.weight"``, ``"0.bias"``,
+``"2.weight"``, ... — so ``model.load_state_dict(safetensors.torch.load_file(path))`` works, and
+portamlp's own fields (``format``, ``version``, ``layers``, ``activation``, ``cost``) in the header
+metadata. A state dict saved from PyTorch without that metadata loads with
+``portamlp.load(path, activation=..., cost=...)``.
 
 The original Rust program's files are also read: they hold ``layers``, ``weights``, ``biases`` and
 ``activation_function.function_type`` (``"Sigmoid"`` or ``"ReLU"``); its cost was quadratic.
@@ -35,6 +42,7 @@ from .activations import ACTIVATIONS
 from .backend import Backend
 from .errors import ModelFormatError
 from .losses import COSTS
+from . import safetensors
 
 __all__ = ["save", "load", "atomic_write_bytes", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -75,15 +83,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
         pass
 
 
+FORMATS = {".json": "json", ".safetensors": "safetensors"}
+
+
 def _format_of(path: Path, format: str | None) -> str:
     if format is not None:
-        if format != "json":
-            raise ValueError(f"format={format!r} is not supported; use 'json'")
+        if format not in FORMATS.values():
+            raise ValueError(f"format={format!r} is not supported; use one of "
+                             f"{sorted(FORMATS.values())}")
         return format
-    if path.suffix.lower() != ".json":
+    if path.suffix.lower() not in FORMATS:
         raise ValueError(f"cannot tell the format of {path} from its extension; name it *.json "
-                         "or pass format='json'")
-    return "json"
+                         "or *.safetensors, or pass format='json' or format='safetensors'")
+    return FORMATS[path.suffix.lower()]
+
+
+def to_tensors(network) -> tuple[dict, dict]:
+    """Tensors named as in a PyTorch ``nn.Sequential`` of ``Linear`` layers, and metadata."""
+    weights, biases = network.get_params()
+    tensors = {}
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        tensors[f"{2 * l}.weight"] = w
+        tensors[f"{2 * l}.bias"] = b
+    metadata = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION),
+                "layers": json.dumps(list(network.layers)), "activation": network.activation,
+                "cost": network.cost}
+    return tensors, metadata
 
 
 def to_document(network) -> dict[str, Any]:
@@ -103,10 +128,16 @@ def to_document(network) -> dict[str, Any]:
 
 def save(network, path: str | os.PathLike, *, format: str | None = None,
          overwrite: bool = False) -> None:
-    """Save ``network`` to ``path`` (format from the extension: ``.json``), atomically."""
+    """Save ``network`` to ``path``, atomically.
+
+    The format follows the extension (``.json`` or ``.safetensors``) or ``format=``. An existing
+    file is replaced only with ``overwrite=True``.
+    """
     path = Path(path)
-    _format_of(path, format)
-    data = json.dumps(to_document(network), separators=(",", ":")).encode()
+    if _format_of(path, format) == "safetensors":
+        data = safetensors.encode(*to_tensors(network))
+    else:
+        data = json.dumps(to_document(network), separators=(",", ":")).encode()
     atomic_write_bytes(path, data, overwrite=overwrite)
 
 
@@ -204,8 +235,69 @@ def _from_rust(doc, path):
     return weights, biases, _RUST_ACTIVATIONS[kind.lower()], "quadratic", "float64"
 
 
+def _sequential_pairs(tensors, path):
+    """``[(weight, bias), ...]`` from names ``"<i>.weight"`` / ``"<i>.bias"``, ordered by ``i``."""
+    indices = {}
+    for name in tensors:
+        stem, _, kind = name.rpartition(".")
+        if kind not in ("weight", "bias") or not stem.isdigit():
+            raise _fail(path, f"unexpected tensor {name!r}; expected names like '0.weight', "
+                              "'0.bias', '2.weight' (an nn.Sequential of Linear layers)")
+        indices.setdefault(int(stem), set()).add(kind)
+    if not indices:
+        raise _fail(path, "the file holds no tensors")
+    pairs = []
+    for i in sorted(indices):
+        if indices[i] != {"weight", "bias"}:
+            missing = ({"weight", "bias"} - indices[i]).pop()
+            raise _fail(path, f"missing tensor '{i}.{missing}'")
+        pairs.append((tensors[f"{i}.weight"], tensors[f"{i}.bias"]))
+    return pairs
+
+
+def _from_safetensors(path, max_bytes, activation, cost):
+    tensors, meta = safetensors.read(path, max_bytes)
+    if meta.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise _fail(path, f"metadata 'format' is {meta['format']!r}, expected {FORMAT_NAME!r}")
+    if "version" in meta and meta["version"] != str(FORMAT_VERSION):
+        raise _fail(path, f"format version {meta['version']} is not supported (this portamlp "
+                          f"reads version {FORMAT_VERSION}); upgrade portamlp")
+    pairs = _sequential_pairs(tensors, path)
+    layers = [int(pairs[0][0].shape[1])] if pairs[0][0].ndim == 2 else []
+    layers += [int(w.shape[0]) for w, _ in pairs]
+    if "layers" in meta:
+        try:
+            declared = json.loads(meta["layers"])
+        except ValueError:
+            raise _fail(path, f"metadata 'layers' is not a JSON list: {meta['layers']!r}") from None
+        if declared != layers:
+            raise _fail(path, f"metadata 'layers' {declared} does not match the tensors' shapes "
+                              f"(which give {layers})")
+    _check_layers_field(layers, path)
+    resolved = {}
+    for key, given, choices in (("activation", activation, ACTIVATIONS), ("cost", cost, COSTS)):
+        stored = meta.get(key)
+        if stored is not None and given is not None and stored != given:
+            raise ValueError(f"{path}: the file says {key}={stored!r} but {key}={given!r} was "
+                             "passed; leave it out")
+        value = stored or given
+        if value is None:
+            raise _fail(path, f"metadata {key!r} is missing; pass {key}=... to portamlp.load "
+                              f"(one of {sorted(choices)})")
+        if value not in choices:
+            raise _fail(path, f"unknown {key} {value!r}; expected one of {sorted(choices)}")
+        resolved[key] = value
+    dtypes = {w.dtype for pair in pairs for w in pair}
+    if not dtypes <= {np.dtype("float32"), np.dtype("float64")} or len(dtypes) != 1:
+        raise _fail(path, f"tensors must all be F32 or all F64, got {sorted(map(str, dtypes))}")
+    doc = {"weights": [w for w, _ in pairs], "biases": [b for _, b in pairs]}
+    weights, biases = _parse_parameters(doc, layers, path)
+    return weights, biases, resolved["activation"], resolved["cost"], dtypes.pop().name
+
+
 def load(path: str | os.PathLike, backend: str | Backend | None = None, device: Any = None, *,
-         format: str | None = None, max_bytes: int = MAX_FILE_BYTES):
+         format: str | None = None, activation: str | None = None, cost: str | None = None,
+         max_bytes: int = MAX_FILE_BYTES):
     """Load a network saved by :func:`save` (or by the original Rust program).
 
     Parameters
@@ -213,6 +305,10 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
     path : str or path-like
     backend, device : optional
         Where to put the parameters (see :func:`portamlp.get_backend`).
+    format : {"json", "safetensors"}, optional
+        Default: from the extension (anything but ``.safetensors`` is read as JSON).
+    activation, cost : str, optional
+        For safetensors files without portamlp's metadata (e.g. saved from PyTorch).
     max_bytes : int
         Refuse larger files (default 2 GiB).
 
@@ -228,6 +324,16 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
+    kind = format or ("safetensors" if path.suffix.lower() == ".safetensors" else "json")
+    if kind == "safetensors":
+        weights, biases, activation, cost, dtype = _from_safetensors(path, max_bytes, activation,
+                                                                     cost)
+        return Network.from_arrays(weights, biases, activation=activation, cost=cost,
+                                   backend=backend, device=device, dtype=dtype)
+    _format_of(path, kind)
+    if activation is not None or cost is not None:
+        raise ValueError("activation= and cost= are for safetensors files without portamlp's "
+                         f"metadata; {path} is JSON, which names its own")
     size = path.stat().st_size
     if size > max_bytes:
         raise _fail(path, f"the file is {size:,} bytes, over the {max_bytes:,}-byte limit "

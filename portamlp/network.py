@@ -15,18 +15,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
-
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, to_numpy
+from .host import host_labels, host_numeric, initial_parameters, is_integer, make_rng
 from .losses import Cost, get_cost
 
 __all__ = ["Network", "INITS", "check_layers"]
 
 #: Weight initialisations accepted by :meth:`Network.initialize`.
 INITS = ("auto", "normal", "scaled", "glorot", "he")
-
-_AUTO_INIT = {"sigmoid": "normal", "relu": "he", "leaky_relu": "he", "tanh": "glorot"}
 
 #: Rows per chunk when predicting on large inputs (bounds temporary memory).
 _PREDICT_CHUNK = 8192
@@ -48,34 +45,13 @@ def check_layers(layers: Any) -> tuple[int, ...]:
             f"layers={list(sizes)!r} needs at least 2 sizes (inputs and outputs), e.g. (784, 30, 10)"
         )
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+        if not is_integer(s):
             raise TypeError(f"layer sizes must be integers, got {s!r} in layers={list(sizes)!r}")
         if s < 1:
             raise ValueError(f"layer sizes must be positive, got {s} in layers={list(sizes)!r}")
     if sizes[-1] < 2:
         raise ValueError(f"the output layer needs at least 2 classes, got layers={list(sizes)!r}")
     return tuple(int(s) for s in sizes)
-
-
-def _initial_parameters(layers, init, activation, rng, np_dtype):
-    """Draw weights ``(n_out, n_in)`` and biases ``(n_out,)`` on the host, layer by layer."""
-    if init == "auto":
-        init = _AUTO_INIT[activation.name]
-    weights, biases = [], []
-    for n_in, n_out in zip(layers[:-1], layers[1:]):
-        w = rng.standard_normal((n_out, n_in))
-        b = rng.standard_normal(n_out)
-        if init == "scaled":
-            w /= np.sqrt(n_in)
-        elif init == "glorot":
-            w *= np.sqrt(2.0 / (n_in + n_out))
-            b[:] = 0.0
-        elif init == "he":
-            w *= np.sqrt(2.0 / n_in)
-            b[:] = 0.0
-        weights.append(w.astype(np_dtype))
-        biases.append(b.astype(np_dtype))
-    return weights, biases
 
 
 class Network:
@@ -110,7 +86,7 @@ class Network:
     @classmethod
     def initialize(cls, layers: Sequence[int], *, activation: str = "sigmoid",
                    cost: str = "quadratic", init: str = "auto", dtype: str = "float32",
-                   seed: int | np.random.Generator | None = None,
+                   seed: Any = None,
                    backend: str | Backend | None = None, device: Any = None) -> "Network":
         """A network with random initial weights, drawn on the host and moved to the backend.
 
@@ -138,9 +114,8 @@ class Network:
             raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
         be = get_backend(backend, device)
         xp_dtype = be.dtype(dtype)
-        np_dtype = np.dtype(str(dtype)) if isinstance(dtype, str) else np.float32
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        ws, bs = _initial_parameters(layers, init, act, rng, np_dtype)
+        ws, bs = initial_parameters(layers, init, act.name, make_rng(seed),
+                                    dtype if isinstance(dtype, str) else "float32")
         return cls([be.asarray(w, xp_dtype) for w in ws], [be.asarray(b, xp_dtype) for b in bs],
                    activation=act.name, cost=cost_.name, backend=be)
 
@@ -166,8 +141,9 @@ class Network:
                 f"need one bias vector per weight matrix and at least one layer; got "
                 f"{len(weights)} weight matrices and {len(biases)} bias vectors"
             )
-        host_w = [np.array(to_numpy(w)) for w in weights]  # copies: training updates in place
-        host_b = [np.array(to_numpy(b)) for b in biases]
+        # copies: training updates parameters in place, the caller's arrays must not change
+        host_w = [host_numeric(w, f"weights[{i}]").copy() for i, w in enumerate(weights)]
+        host_b = [host_numeric(b, f"biases[{i}]").copy() for i, b in enumerate(biases)]
         for i, (w, b) in enumerate(zip(host_w, host_b)):
             if w.ndim != 2:
                 raise ValueError(f"weights[{i}] must be 2-D (n_out, n_in), got shape {w.shape}")
@@ -181,10 +157,8 @@ class Network:
                     f"weights[{i}] has {w.shape[1]} inputs but layer {i} has "
                     f"{host_w[i - 1].shape[0]} units (weights[{i - 1}] shape {host_w[i - 1].shape})"
                 )
-            if not np.issubdtype(w.dtype, np.number) or not np.issubdtype(b.dtype, np.number):
-                raise TypeError(f"weights[{i}] and biases[{i}] must be numeric arrays")
         if dtype is None:
-            dtype = "float64" if host_w[0].dtype == np.float64 else "float32"
+            dtype = "float64" if host_w[0].dtype.name == "float64" else "float32"
         check_layers([host_w[0].shape[1]] + [w.shape[0] for w in host_w])
         be = get_backend(backend, device)
         xp_dtype = be.dtype(dtype)
@@ -287,10 +261,7 @@ class Network:
         if hasattr(x, "shape") and be.same_device(x):
             arr = x if x.dtype == dtype else xp.astype(x, dtype)
         else:
-            host = to_numpy(x) if hasattr(x, "__array_namespace__") or hasattr(x, "shape") else np.asarray(x)
-            if not np.issubdtype(host.dtype, np.number) and host.dtype != np.bool_:
-                raise TypeError(f"x must be a numeric array, got dtype {host.dtype}")
-            arr = be.asarray(host, dtype)
+            arr = be.asarray(host_numeric(x, "x"), dtype)
         n_in = self.layers[0]
         if arr.ndim == 1 and arr.shape[0] == n_in:
             arr = xp.reshape(arr, (1, n_in))
@@ -311,11 +282,9 @@ class Network:
             arr = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
             lo, hi = (int(xp.min(arr)), int(xp.max(arr))) if arr.shape[0] else (0, 0)
         else:
-            host = np.asarray(to_numpy(y) if hasattr(y, "shape") else y)
-            if not np.issubdtype(host.dtype, np.integer):
-                raise TypeError(f"labels must be integer class indices, got dtype {host.dtype}")
+            host = host_labels(y)
             lo, hi = (int(host.min()), int(host.max())) if host.size else (0, 0)
-            arr = be.asarray(host.astype(np.int64))
+            arr = be.asarray(host)
         if arr.ndim != 1:
             raise ValueError(f"labels must be 1-D (n_samples,), got shape {tuple(arr.shape)}")
         if n is not None and arr.shape[0] != n:
@@ -388,7 +357,7 @@ class Network:
         """An independent copy on the same backend and device."""
         return self.to(self.backend)
 
-    def get_params(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def get_params(self) -> tuple[list, list]:
         """Host (NumPy) copies of ``(weights, biases)``."""
         return [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases]
 

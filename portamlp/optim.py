@@ -49,9 +49,17 @@ class SGD:
             else:
                 p += v
 
-    def state(self) -> dict[str, Any]:
-        """Optimizer state (arrays stay on the device)."""
-        return {"velocity": self.velocity}
+    def state_arrays(self) -> dict[str, Any]:
+        """The optimizer's state buffers by name (for checkpoints; arrays stay on the device)."""
+        return {f"velocity.{i}": v for i, v in enumerate(self.velocity or [])}
+
+    def scalars(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, arrays: dict[str, Any], scalars: dict[str, Any]) -> None:
+        """Restore :meth:`state_arrays` / :meth:`scalars` (arrays already on this device)."""
+        if self.velocity is not None:
+            self.velocity = [arrays[f"velocity.{i}"] for i in range(len(self.params))]
 
 
 class Adam:
@@ -84,8 +92,19 @@ class Adam:
             v += (1.0 - b2) * (g * g)
             p -= step * m / (xp.sqrt(v) + eps_hat)
 
-    def state(self) -> dict[str, Any]:
-        return {"m": self.m, "v": self.v, "t": self.t}
+    def state_arrays(self) -> dict[str, Any]:
+        out = {f"m.{i}": m for i, m in enumerate(self.m)}
+        out.update({f"v.{i}": v for i, v in enumerate(self.v)})
+        return out
+
+    def scalars(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def load_state(self, arrays: dict[str, Any], scalars: dict[str, Any]) -> None:
+        n = len(self.params)
+        self.m = [arrays[f"m.{i}"] for i in range(n)]
+        self.v = [arrays[f"v.{i}"] for i in range(n)]
+        self.t = int(scalars["t"])
 
 
 def make_optimizer(name: str, params: list, xp: Any, *, learning_rate: float, momentum: float = 0.0,

@@ -1,154 +1,37 @@
-"""Training: the epoch / mini-batch loop, validation, history and callbacks.
+"""Training: the epoch / mini-batch loop, validation, history, callbacks and checkpoints.
 
 :func:`train` takes keyword options named after the original program's parameters, validates them
-into a frozen :class:`TrainConfig`, stages the data on the backend's device once, and runs
-mini-batch stochastic gradient descent. Nothing is printed: progress goes to a tqdm bar on stderr
-(only on a terminal unless ``progress=True``), advice goes through :mod:`warnings`.
+into a frozen :class:`~portamlp.config.TrainConfig`, stages the data on the backend's device once,
+and runs mini-batch stochastic gradient descent. Nothing is printed: progress goes to a tqdm bar on
+stderr (only on a terminal unless ``progress=True``), advice goes through :mod:`warnings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
+import signal
 import sys
+import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from .activations import ACTIVATIONS
-from .backend import Backend, get_backend, to_numpy
-from .datasets.loading import _check_scale, n_classes, scale_images
+from .backend import Backend, describe_bytes, get_backend, is_out_of_memory
+from .checkpoint import arrays_to_backend, checkpoint_path, load_checkpoint, save_checkpoint
+from .config import SCHEDULES, EpochRecord, TrainConfig, TrainResult
+from .datasets.loading import n_classes, scale_images
 from .datasets.sources import read_split
 from .datasets.staging import DeviceDataset
-from .errors import DivergenceError, PortamlpWarning
-from .losses import COSTS
-from .network import INITS, Network, check_layers
-from .optim import OPTIMIZERS, make_optimizer
+from .errors import DeviceMemoryError, DivergenceError, PortamlpWarning, TrainingInterrupted
+from .host import (epoch_loss, fresh_seed, make_rng, never_predicted, rng_state,
+                   set_rng_state)
+from .network import Network
+from .optim import make_optimizer
 
-__all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord", "SCHEDULES"]
-
-#: Learning-rate schedules: the rate used in each epoch (1-based) of ``epochs``.
-SCHEDULES = {
-    "constant": lambda rate, epoch, epochs: rate,
-    # half a cosine from the full rate in the first epoch down towards 0 in the last
-    "cosine": lambda rate, epoch, epochs: 0.5 * rate * (1.0 + math.cos(math.pi * (epoch - 1) / epochs)),
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The settings of one training run (validated on construction).
-
-    ``None`` for a length means "all that is available": for a named data set, the training split
-    minus the validation rows (50,000 for MNIST), and the whole test split (10,000).
-    """
-
-    layers: tuple[int, ...] | None = None
-    train_length: int | None = None
-    validation_length: int | None = None
-    test_length: int | None = None
-    batch_size: int = 10
-    epochs: int = 5
-    learning_rate: float = 3.0
-    learning_rate_schedule: str = "constant"
-    activation: str = "sigmoid"
-    cost: str = "quadratic"
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    init: str = "auto"
-    dtype: str = "float32"
-    dataset: str = "mnist"
-    scale: Any = 255
-    shuffle: bool = True
-    seed: int | None = None
-
-    def __post_init__(self):
-        if self.layers is not None:
-            object.__setattr__(self, "layers", check_layers(self.layers))
-        for name in ("train_length", "validation_length", "test_length"):
-            _check_int(name, getattr(self, name), minimum=0, optional=True)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("epochs", self.epochs, minimum=0)
-        _check_number("learning_rate", self.learning_rate, positive=True)
-        _check_number("momentum", self.momentum)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum={self.momentum!r} must lie in [0, 1)")
-        _check_number("weight_decay", self.weight_decay)
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
-        _check_choice("learning_rate_schedule", self.learning_rate_schedule, SCHEDULES)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("cost", self.cost, COSTS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("dtype", self.dtype, ("float32", "float64"))
-        if not isinstance(self.nesterov, bool) or not isinstance(self.shuffle, bool):
-            raise TypeError("nesterov and shuffle must be True or False")
-        if self.nesterov and not self.momentum:
-            raise ValueError("nesterov=True needs momentum > 0 (e.g. momentum=0.9)")
-        if self.optimizer == "adam" and (self.momentum or self.nesterov):
-            raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam keeps its own "
-                             "moment estimates")
-        if not isinstance(self.dataset, str):
-            raise TypeError(f"dataset must be a name such as 'mnist' or a folder, got {self.dataset!r}")
-        object.__setattr__(self, "scale", _check_scale(self.scale))
-        _check_int("seed", self.seed, minimum=0, optional=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data view (JSON-ready)."""
-        d = dataclasses.asdict(self)
-        d["layers"] = list(self.layers) if self.layers else None
-        return d
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch measured."""
-
-    epoch: int
-    seconds: float
-    train_loss: float
-    validation_accuracy: float | None = None
-    #: Classes the network never predicted on the validation set.
-    never_predicted: list[int] = field(default_factory=list)
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns."""
-
-    network: Network
-    history: list[EpochRecord]
-    test_accuracy: float | None
-    config: TrainConfig
-    #: True when a callback asked to stop before the last epoch.
-    stopped_early: bool = False
-
-
-def _check_int(name, value, *, minimum, optional=False):
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-
-
-def _check_number(name, value, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name}={value!r} must be a finite number" + (" > 0" if positive else ""))
-
-
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")
+__all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord"]
 
 
 # --------------------------------------------------------------------------- data staging
@@ -177,7 +60,7 @@ def _stage_named(cfg: TrainConfig, be: Backend, root) -> tuple:
             return None
         x = scale_images(imgs.reshape(imgs.shape[0], -1), cfg.scale, cfg.dtype,
                          name=cfg.dataset, root=root)
-        return DeviceDataset(be.asarray(x), be.asarray(labs.astype(np.int64)), k, be)
+        return DeviceDataset(be.asarray(x), be.asarray(labs.astype("int64")), k, be)
 
     return (stage(images[:n_train], labels[:n_train]),
             stage(images[n_file - n_val:], labels[n_file - n_val:]),
@@ -212,26 +95,62 @@ def _pair(data, what):
 # ----------------------------------------------------------------------------- the loop
 def _accuracy_and_missing(net: Network, data: DeviceDataset) -> tuple[float, list[int]]:
     """Accuracy on a staged split, and the classes never predicted (one sync)."""
-    predicted = to_numpy(net._predict_labels(data.x))
-    truth = to_numpy(data.labels)
-    counts = np.bincount(predicted, minlength=net.layers[-1])
-    return float(np.mean(predicted == truth)), [int(c) for c in np.flatnonzero(counts == 0)]
+    return never_predicted(net._predict_labels(data.x), data.labels, net.layers[-1])
 
 
-def _progress_bar(progress, total, epoch, epochs):
+def _progress_bar(progress, total, epoch, epochs, initial=0):
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if not show:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="batch",
+                leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+@contextmanager
+def _stop_on_signals(enabled: bool):
+    """While training with checkpoints, turn SIGINT/SIGTERM into a request to stop cleanly.
+
+    Yields a one-element list holding the signal number received (or None). The previous
+    handlers come back afterwards; nothing changes outside the main thread or when disabled.
+    """
+    received: list[Any] = [None]
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received[0] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _options_for_resume(directory, options: dict) -> tuple[dict, Any]:
+    """Options of the checkpointed run; new values only for ``epochs`` (to extend the run)."""
+    ckpt = load_checkpoint(directory)
+    saved = dict(ckpt.state["config"])
+    saved["layers"] = tuple(saved["layers"])
+    for key, value in options.items():
+        if key == "epochs":
+            saved[key] = value
+            continue
+        if key in saved and (tuple(value) if key == "layers" else value) != saved[key]:
+            raise ValueError(f"{key}={value!r} differs from the checkpointed run's "
+                             f"{saved[key]!r}; a resumed run keeps its settings (only epochs "
+                             "may change)")
+    return saved, ckpt
 
 
 def train(*, x=None, y=None, validation_data=None, test_data=None, network: Network | None = None,
           backend: str | Backend | None = None, device: Any = None, root=None,
           progress: bool | None = None, callbacks: Sequence[Callable] = (),
-          **options) -> TrainResult:
+          checkpoint=None, resume=None, **options) -> TrainResult:
     """Train a multilayer perceptron by mini-batch stochastic gradient descent.
 
     With no arguments: Nielsen's classic network (784-30-10, sigmoid, quadratic cost, batch 10,
@@ -291,32 +210,50 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
     callbacks : sequence of callables
         Each is called as ``callback(record, network)`` after every epoch, with an
         :class:`EpochRecord`; returning ``True`` stops training.
+    checkpoint : path, optional
+        Directory where a checkpoint (network, optimizer state, random state, epoch, history) is
+        written atomically at the end of every epoch. While it is set, SIGINT (Ctrl-C) and SIGTERM
+        save a checkpoint at the current mini-batch and raise :class:`TrainingInterrupted`.
+    resume : path, optional
+        Continue the run checkpointed in this directory, exactly where it stopped (same
+        settings; ``epochs`` may be raised to extend it). Your own ``x``/``y`` must be passed
+        again. Checkpoints keep going to the same directory unless ``checkpoint`` says otherwise.
 
     Returns
     -------
     TrainResult
         ``.network``, ``.history`` (one :class:`EpochRecord` per epoch), ``.test_accuracy``
         (float, or None without test data) and ``.config``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad option; the message names it and what is valid.
+    DivergenceError
+        The loss or the weights became NaN or infinite (names the epoch and mini-batch).
+    DeviceMemoryError
+        The network or the data does not fit in the device's memory.
+    TrainingInterrupted
+        SIGINT/SIGTERM arrived while ``checkpoint`` was set; the checkpoint was saved.
     """
+    ckpt = None
+    if resume is not None:
+        if network is not None:
+            raise ValueError("pass either network= or resume=, not both")
+        options, ckpt = _options_for_resume(resume, options)
+        checkpoint = resume if checkpoint is None else checkpoint
+    elif checkpoint is not None and checkpoint_path(checkpoint).exists():
+        raise FileExistsError(f"{checkpoint} already holds a checkpoint; pass resume="
+                              f"{str(checkpoint)!r} to continue that run, or choose another "
+                              "directory")
     if network is not None:
-        if not isinstance(network, Network):
-            raise TypeError(f"network must be a portamlp.Network, got {type(network).__name__}")
-        for key, value in (("activation", network.activation), ("cost", network.cost),
-                           ("dtype", network.dtype)):
-            if options.get(key, value) != value:
-                raise ValueError(f"{key}={options[key]!r} differs from the given network's "
-                                 f"{value!r}; leave it out to continue training that network")
-            options[key] = value
-        if options.get("layers") is not None and tuple(options["layers"]) != network.layers:
-            raise ValueError(f"layers={list(options['layers'])} differ from the given network's "
-                             f"{list(network.layers)}")
-        options["layers"] = network.layers
+        _adopt_network_options(network, options)
     unknown = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise TypeError(f"train() got unknown option(s) {sorted(unknown)}; valid options are "
                         f"{sorted(f.name for f in dataclasses.fields(TrainConfig))}")
     if options.get("seed") is None:
-        options["seed"] = int(np.random.SeedSequence().entropy % (2**63))
+        options["seed"] = fresh_seed()
     cfg = TrainConfig(**options)
     if cfg.layers is None:
         cfg = dataclasses.replace(cfg, layers=(784, 30, 10))
@@ -329,33 +266,10 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
     if x is None and (validation_data is not None or test_data is not None):
         raise ValueError("validation_data and test_data go with your own x and y")
 
-    rng = np.random.default_rng(cfg.seed)
-    if network is None:
-        be = get_backend(backend, device)
-        net = Network.initialize(cfg.layers, activation=cfg.activation, cost=cfg.cost,
-                                 init=cfg.init, dtype=cfg.dtype, seed=rng, backend=be)
-    else:
-        if backend is not None or device is not None:
-            raise ValueError("a given network trains on its own backend; use network.to(...) "
-                             "first to move it")
-        net = network
-        be = net.backend
-
-    if x is None:
-        train_set, val_set, test_set = _stage_named(cfg, be, root)
-        n_features = train_set.x.shape[1]
-        if n_features != cfg.layers[0]:
-            raise ValueError(f"layers={list(cfg.layers)} expect {cfg.layers[0]} inputs but "
-                             f"{cfg.dataset!r} images have {n_features} pixels")
-    else:
-        train_set = _stage_arrays(net, x, y, cfg.train_length, "train")
-        if train_set is None:
-            raise ValueError("the training data is empty")
-        val_set = _stage_arrays(net, *_pair(validation_data, "validation"), cfg.validation_length,
-                                "validation")
-        test_set = _stage_arrays(net, *_pair(test_data, "test"), cfg.test_length, "test")
-        if cfg.dataset != "mnist":
-            warnings.warn("dataset is ignored when x and y are given", PortamlpWarning, 2)
+    rng = make_rng(cfg.seed)
+    net = _make_network(cfg, network, ckpt, backend, device, rng)
+    be = net.backend
+    train_set, val_set, test_set = _stage(cfg, net, x, y, validation_data, test_data, root)
     n_train = len(train_set)
     if n_train % cfg.batch_size:
         warnings.warn(
@@ -365,7 +279,15 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
     opt = make_optimizer(cfg.optimizer, net.parameters(), be.xp, learning_rate=cfg.learning_rate,
                          momentum=cfg.momentum, nesterov=cfg.nesterov,
                          weight_decay=cfg.weight_decay)
-    history, stopped = _loop(net, opt, train_set, val_set, cfg, rng, progress, callbacks)
+    position = {"epoch": 1, "batch": 0, "history": [], "loss_sum": 0.0, "seconds": 0.0}
+    if ckpt is not None:
+        opt.load_state(arrays_to_backend(ckpt.optimizer_arrays, be, cfg.dtype),
+                       ckpt.state["optimizer_scalars"])
+        set_rng_state(rng, ckpt.state["rng_state"])
+        position = {k: ckpt.state[k] for k in position}
+    run = _Run(net, opt, train_set, val_set, cfg, rng, progress, callbacks,
+               None if checkpoint is None else Path(checkpoint), own_data=x is not None)
+    history, stopped = run.epochs(position)
     test_accuracy = None
     if test_set is not None:
         test_accuracy, _ = _accuracy_and_missing(net, test_set)
@@ -373,49 +295,183 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
                        stopped_early=stopped)
 
 
-def _loop(net, opt, train_set, val_set, cfg, rng, progress, callbacks):
-    """Run the epochs; return ``(history, stopped_early)``."""
-    xp = net.backend.xp
-    n_train = len(train_set)
-    n_batches = -(-n_train // cfg.batch_size)
-    backprop, step = net._backprop, opt.step
-    history: list[EpochRecord] = []
-    warned: list[int] = []
-    schedule = SCHEDULES[cfg.learning_rate_schedule]
-    for epoch in range(1, cfg.epochs + 1):
-        opt.learning_rate = schedule(cfg.learning_rate, epoch, cfg.epochs)
-        bar = _progress_bar(progress, n_batches, epoch, cfg.epochs)
-        every = max(1, n_batches // 100)
+def _adopt_network_options(network: Network, options: dict) -> None:
+    """A given network's layers, activation, cost and dtype win (conflicts are errors)."""
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a portamlp.Network, got {type(network).__name__}")
+    for key, value in (("activation", network.activation), ("cost", network.cost),
+                       ("dtype", network.dtype)):
+        if options.get(key, value) != value:
+            raise ValueError(f"{key}={options[key]!r} differs from the given network's "
+                             f"{value!r}; leave it out to continue training that network")
+        options[key] = value
+    if options.get("layers") is not None and tuple(options["layers"]) != network.layers:
+        raise ValueError(f"layers={list(options['layers'])} differ from the given network's "
+                         f"{list(network.layers)}")
+    options["layers"] = network.layers
+
+
+def _make_network(cfg, network, ckpt, backend, device, rng) -> Network:
+    """The network to train: given, restored from a checkpoint, or freshly initialised."""
+    if network is not None:
+        if backend is not None or device is not None:
+            raise ValueError("a given network trains on its own backend; use network.to(...) "
+                             "first to move it")
+        return network
+    be = get_backend(backend, device)
+    n_params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
+    try:
+        if ckpt is not None:
+            return Network.from_arrays(ckpt.weights, ckpt.biases, activation=cfg.activation,
+                                       cost=cfg.cost, backend=be, dtype=cfg.dtype)
+        return Network.initialize(cfg.layers, activation=cfg.activation, cost=cfg.cost,
+                                  init=cfg.init, dtype=cfg.dtype, seed=rng, backend=be)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            itemsize = 8 if cfg.dtype == "float64" else 4
+            raise DeviceMemoryError(
+                f"out of memory allocating the network's {n_params:,} parameters for layers "
+                f"{list(cfg.layers)} ({describe_bytes(n_params * itemsize)} as {cfg.dtype}, "
+                f"more while drawing them) on {be.name} {be.device}; use smaller layers"
+            ) from exc
+        raise
+
+
+def _stage(cfg, net, x, y, validation_data, test_data, root):
+    """Put the training, validation and test data on the network's device."""
+    try:
+        if x is None:
+            train_set, val_set, test_set = _stage_named(cfg, net.backend, root)
+            n_features = train_set.x.shape[1]
+            if n_features != cfg.layers[0]:
+                raise ValueError(f"layers={list(cfg.layers)} expect {cfg.layers[0]} inputs but "
+                                 f"{cfg.dataset!r} images have {n_features} pixels")
+            return train_set, val_set, test_set
+        train_set = _stage_arrays(net, x, y, cfg.train_length, "train")
+        if train_set is None:
+            raise ValueError("the training data is empty")
+        val_set = _stage_arrays(net, *_pair(validation_data, "validation"),
+                                cfg.validation_length, "validation")
+        test_set = _stage_arrays(net, *_pair(test_data, "test"), cfg.test_length, "test")
+        if cfg.dataset != "mnist":
+            warnings.warn("dataset is ignored when x and y are given", PortamlpWarning, 3)
+        return train_set, val_set, test_set
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise DeviceMemoryError(
+                f"out of memory staging the data set on {net.backend.name} {net.backend.device}"
+                f" ({exc}); use a smaller train_length / validation_length / test_length"
+            ) from exc
+        raise
+
+
+class _Run:
+    """One training run's loop state (a class only to keep the loop's pieces small)."""
+
+    def __init__(self, net, opt, train_set, val_set, cfg, rng, progress, callbacks,
+                 checkpoint: Path | None, own_data: bool):
+        self.net, self.opt, self.cfg, self.rng = net, opt, cfg, rng
+        self.train_set, self.val_set = train_set, val_set
+        self.progress, self.callbacks = progress, callbacks
+        self.checkpoint, self.own_data = checkpoint, own_data
+        self.n_batches = -(-len(train_set) // cfg.batch_size)
+
+    def epochs(self, position: dict) -> tuple[list[EpochRecord], bool]:
+        """Run from ``position`` to the last epoch; return ``(history, stopped_early)``."""
+        cfg = self.cfg
+        history = [h if isinstance(h, EpochRecord) else EpochRecord(**h)
+                   for h in position["history"]]
+        batch, loss_sum, seconds = position["batch"], position["loss_sum"], position["seconds"]
+        warned: list[int] = []
+        schedule = SCHEDULES[cfg.learning_rate_schedule]
+        with _stop_on_signals(self.checkpoint is not None) as received:
+            for epoch in range(position["epoch"], cfg.epochs + 1):
+                self.opt.learning_rate = schedule(cfg.learning_rate, epoch, cfg.epochs)
+                record = self._epoch(epoch, batch, loss_sum, seconds, received, history)
+                batch, loss_sum, seconds = 0, 0.0, 0.0
+                history.append(record)
+                if self.checkpoint is not None:
+                    self._save(epoch + 1, 0, 0.0, 0.0, history)
+                if record.never_predicted and record.never_predicted != warned:
+                    warned = record.never_predicted
+                    warnings.warn(
+                        f"after epoch {epoch} the network never predicts class(es) {warned} on "
+                        "the validation set (saturated outputs); try init='scaled' or "
+                        "cost='cross_entropy'", PortamlpWarning, 4)
+                stop = [cb(record, self.net) for cb in self.callbacks]  # every callback runs
+                if any(stop):
+                    return history, True
+        return history, False
+
+    def _epoch(self, epoch, first_batch, loss_sum, seconds, received, history) -> EpochRecord:
+        cfg, net, xp = self.cfg, self.net, self.net.backend.xp
+        state_at_start = rng_state(self.rng)  # resuming replays this epoch's permutation
+        bar = _progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
+        every = max(1, self.n_batches // 100)
+        backprop, step = net._backprop, self.opt.step
         start = time.perf_counter()
         losses = []
-        for i, (xb, tb) in enumerate(train_set.batches(cfg.batch_size, rng if cfg.shuffle else None)):
-            loss, grads = backprop(xb, tb)
-            losses.append(loss)
-            step(grads)
-            if bar is not None and (i + 1) % every == 0:
-                bar.update(every)
-        train_loss = float(xp.sum(xp.stack(losses))) / n_train  # one sync per epoch
-        if not math.isfinite(train_loss):
+        batches = self.train_set.batches(cfg.batch_size, self.rng if cfg.shuffle else None)
+        if first_batch:  # resuming mid-epoch: same permutation, skip the batches already done
+            batches = itertools.islice(batches, first_batch, None)
+        try:
+            for i, (xb, tb) in enumerate(batches, start=first_batch):
+                loss, grads = backprop(xb, tb)
+                losses.append(loss)
+                step(grads)
+                if bar is not None and (i + 1) % every == 0:
+                    bar.update(every)
+                if received[0] is not None:
+                    self._interrupt(epoch, i + 1, losses, loss_sum, state_at_start,
+                                    seconds + time.perf_counter() - start, history, received[0])
+        finally:
             if bar is not None:
                 bar.close()
+        total, bad = epoch_loss(xp, losses)  # one host transfer per epoch
+        if bad is not None:
             raise DivergenceError(
-                f"training diverged in epoch {epoch}: the training loss is {train_loss}; lower "
-                f"the learning rate (learning_rate={cfg.learning_rate})"
-            )
-        record = EpochRecord(epoch=epoch, seconds=0.0, train_loss=train_loss)
-        if val_set is not None:
-            record.validation_accuracy, record.never_predicted = _accuracy_and_missing(net, val_set)
-        record.seconds = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        history.append(record)
-        if record.never_predicted and record.never_predicted != warned:
-            warned = record.never_predicted
-            warnings.warn(
-                f"after epoch {epoch} the network never predicts class(es) {warned} on the "
-                "validation set (saturated outputs); try init='scaled' or cost='cross_entropy'",
-                PortamlpWarning, 3)
-        stop = [cb(record, net) for cb in callbacks]  # every callback sees every epoch
-        if any(stop):
-            return history, True
-    return history, False
+                f"training diverged in epoch {epoch}, mini-batch {first_batch + bad + 1} of "
+                f"{self.n_batches}: the loss became {total}; lower the learning rate "
+                f"(learning_rate={cfg.learning_rate})")
+        self._check_weights(epoch)
+        record = EpochRecord(epoch=epoch, seconds=0.0,
+                             train_loss=(loss_sum + total) / len(self.train_set))
+        if self.val_set is not None:
+            record.validation_accuracy, record.never_predicted = _accuracy_and_missing(
+                net, self.val_set)
+        record.seconds = seconds + time.perf_counter() - start
+        return record
+
+    def _check_weights(self, epoch):
+        xp = self.net.backend.xp
+        for p in self.net.parameters():
+            if not bool(xp.all(xp.isfinite(p))):
+                raise DivergenceError(
+                    f"training diverged in epoch {epoch}: the weights hold NaN or infinity; lower "
+                    f"the learning rate (learning_rate={self.cfg.learning_rate})")
+
+    def _interrupt(self, epoch, next_batch, losses, loss_sum, rng_at_start, seconds, history,
+                   signum):
+        """Save a checkpoint at the current mini-batch, then stop with a message."""
+        total, bad = epoch_loss(self.net.backend.xp, losses)
+        if bad is not None:
+            raise DivergenceError(f"training diverged in epoch {epoch}; no checkpoint written")
+        self._check_weights(epoch)
+        path = self._save(epoch, next_batch, loss_sum + total, seconds, history,
+                          rng=rng_at_start)
+        how = "train(resume=...)" if not self.own_data else "train(x=..., y=..., resume=...)"
+        name = signal.Signals(signum).name
+        raise TrainingInterrupted(
+            f"training stopped by {name} in epoch {epoch} after mini-batch {next_batch} of "
+            f"{self.n_batches}; checkpoint saved to {path}. Resume with "
+            f"{how.replace('...', repr(str(self.checkpoint)))} or "
+            f"`portamlp train --resume {self.checkpoint}`", checkpoint=self.checkpoint,
+            signum=signum)
+
+    def _save(self, epoch, batch, loss_sum, seconds, history, rng=None):
+        state = {"config": self.cfg.to_dict(), "epoch": epoch, "batch": batch,
+                 "loss_sum": loss_sum, "seconds": seconds,
+                 "history": [dataclasses.asdict(h) for h in history],
+                 "rng_state": rng if rng is not None else rng_state(self.rng),
+                 "own_data": self.own_data}
+        return save_checkpoint(self.checkpoint, self.net, self.opt, state)

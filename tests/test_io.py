@@ -132,3 +132,102 @@ def test_nan_truncated_and_hostile_files(tmp_path):
         portamlp.load(path, max_bytes=10)
     with pytest.raises(FileNotFoundError, match="no such model file"):
         portamlp.load(tmp_path / "missing.json")
+
+
+# ----------------------------------------------------------------------------- safetensors
+def test_safetensors_round_trip_and_names(tmp_path, backend):
+    from portamlp import safetensors
+
+    net = Network.initialize((784, 30, 20, 10), activation="relu", cost="cross_entropy",
+                             seed=1, backend=backend)
+    path = tmp_path / "net.safetensors"
+    net.save(path)
+    tensors, meta = safetensors.read(path, 1 << 30)
+    assert list(tensors) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    assert meta == {"format": "portamlp-mlp", "version": "1", "layers": "[784, 30, 20, 10]",
+                    "activation": "relu", "cost": "cross_entropy"}
+    loaded = portamlp.load(path, backend=backend)
+    assert (loaded.activation, loaded.cost, loaded.dtype) == ("relu", "cross_entropy", "float32")
+    for a, b in zip(net.parameters(), loaded.parameters()):
+        np.testing.assert_array_equal(to_numpy(b), to_numpy(a))
+
+
+def test_pytorch_loads_a_saved_network_and_portamlp_loads_pytorch(tmp_path):
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    x, _ = portamlp.datasets.load_mnist("test", length=200)
+    net = Network.initialize((784, 32, 10), activation="tanh", cost="cross_entropy", seed=2,
+                             backend="numpy")
+    net.save(tmp_path / "mine.safetensors")
+    model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.Tanh(),
+                                torch.nn.Linear(32, 10), torch.nn.Softmax(dim=1))
+    model.load_state_dict(st.load_file(tmp_path / "mine.safetensors"))
+    with torch.no_grad():
+        np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), net.predict_proba(x),
+                                   rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(784, 20), torch.nn.ReLU(),
+                                 torch.nn.Linear(20, 10))
+    st.save_file(theirs.state_dict(), tmp_path / "theirs.safetensors")
+    with pytest.raises(ModelFormatError, match="activation=..."):
+        portamlp.load(tmp_path / "theirs.safetensors")
+    mine = portamlp.load(tmp_path / "theirs.safetensors", activation="relu",
+                         cost="cross_entropy")
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).argmax(dim=1).numpy()
+    np.testing.assert_array_equal(mine.predict(x), expected)
+
+
+def _write_safetensors(path, header: dict, body: bytes, length=None):
+    text = json.dumps(header).encode()
+    n = len(text) if length is None else length
+    path.write_bytes(n.to_bytes(8, "little") + text + body)
+
+
+def _good_header():
+    return {"__metadata__": {"activation": "sigmoid", "cost": "quadratic"},
+            "0.weight": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+            "0.bias": {"dtype": "F32", "shape": [2], "data_offsets": [24, 32]}}
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda h, b: (h, b, 10**12), "header length"),
+    (lambda h, b: (h, b[:-4], None), "data_offsets"),
+    (lambda h, b: (h, b + b"xxxx", None), "after the last tensor"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "dtype": "Q9"}}, b, None), "'Q9'"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [3, 3]}}, b, None), "needs 36"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [-2, 3]}}, b, None), "shape"),
+    (lambda h, b: ({**h, "0.bias": {**h["0.bias"], "data_offsets": [16, 24]}}, b, None),
+     "overlaps"),
+    (lambda h, b: ({k: v for k, v in h.items() if k != "0.bias"}, b[:24], None),
+     "missing tensor '0.bias'"),
+    (lambda h, b: ({**h, "__metadata__": {"cost": "quadratic", "activation": "swish"}}, b, None),
+     "'swish'"),
+    (lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "layers": "[3, 5]"}}, b, None),
+     "does not match"),
+    (lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "format": "other"}}, b, None),
+     "'other'"),
+    (lambda h, b: ({**h, "rogue": {"dtype": "F32", "shape": [0], "data_offsets": [32, 32]}},
+                   b, None), "unexpected tensor 'rogue'"),
+    (lambda h, b: (h, np.full(8, np.nan, "<f4").tobytes(), None), "non-finite"),
+    (lambda h, b: ({**h, "__metadata__": {"activation": 3}}, b, None), "strings to strings"),
+])
+def test_malformed_safetensors_raise_model_format_error(tmp_path, change, match):
+    body = np.arange(8, dtype="<f4").tobytes()
+    header, body, length = change(_good_header(), body)
+    path = tmp_path / "bad.safetensors"
+    _write_safetensors(path, header, body, length)
+    with pytest.raises(ModelFormatError, match=match):
+        portamlp.load(path)
+
+
+def test_tiny_or_garbage_safetensors(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\x01\x02")
+    with pytest.raises(ModelFormatError, match="truncated"):
+        portamlp.load(path)
+    path.write_bytes((5).to_bytes(8, "little") + b"{{{{{")
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        portamlp.load(path)
+    _write_safetensors(path, _good_header(), np.arange(8, dtype="<f4").tobytes())
+    assert portamlp.load(path).layers == (3, 2)

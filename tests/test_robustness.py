@@ -1,0 +1,243 @@
+"""Nothing lost, nothing trusted blindly: checkpoints and exact resume, signals, atomic writes
+under SIGKILL, divergence, device memory, and train()'s arguments under hypothesis."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import portamlp
+from portamlp import DivergenceError, Network
+from portamlp.checkpoint import checkpoint_path, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = dict(layers=(784, 16, 10), train_length=2000, validation_length=200, test_length=200,
+           batch_size=20, learning_rate=0.5, seed=11)
+
+
+def _params(net):
+    w, b = net.get_params()
+    return w + b
+
+
+def _assert_same(a, b):
+    for x, y in zip(_params(a), _params(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("extra", [dict(momentum=0.9, nesterov=True),
+                                   dict(optimizer="adam", learning_rate=0.01, cost="cross_entropy"),
+                                   dict(learning_rate_schedule="cosine", weight_decay=1e-3)])
+def test_stop_after_an_epoch_then_resume_gives_identical_weights(tmp_path, extra):
+    options = dict(RUN, epochs=3, **extra)
+    straight = portamlp.train(**options)
+    first = portamlp.train(checkpoint=tmp_path, callbacks=[lambda r, n: r.epoch == 1], **options)
+    assert first.stopped_early and len(first.history) == 1
+    assert load_checkpoint(tmp_path).state["epoch"] == 2
+    resumed = portamlp.train(resume=tmp_path)
+    _assert_same(straight.network, resumed.network)
+    assert [h.epoch for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[0] == first.history[0]
+    assert resumed.test_accuracy == straight.test_accuracy
+
+
+def test_resume_can_extend_but_not_change_a_run(tmp_path):
+    portamlp.train(checkpoint=tmp_path, epochs=1, **RUN)
+    longer = portamlp.train(resume=tmp_path, epochs=2)
+    assert len(longer.history) == 2
+    with pytest.raises(ValueError, match="learning_rate=0.1 differs"):
+        portamlp.train(resume=tmp_path, learning_rate=0.1)
+    with pytest.raises(FileExistsError, match="resume="):
+        portamlp.train(checkpoint=tmp_path, epochs=1, **RUN)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        portamlp.train(resume=tmp_path / "nothing")
+
+
+def test_resume_with_own_data(tmp_path, rng):
+    x = rng.standard_normal((100, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    kw = dict(layers=(5, 4, 2), epochs=3, batch_size=10, learning_rate=0.3, momentum=0.5, seed=2)
+    straight = portamlp.train(x=x, y=y, **kw)
+    portamlp.train(x=x, y=y, checkpoint=tmp_path, callbacks=[lambda r, n: r.epoch == 2], **kw)
+    _assert_same(straight.network, portamlp.train(x=x, y=y, resume=tmp_path).network)
+
+
+CHILD_TRAIN = textwrap.dedent("""
+    import sys, portamlp
+    options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=4,
+                   batch_size=10, learning_rate=1.0, momentum=0.5, seed=5)
+    print("ready", flush=True)
+    try:
+        portamlp.train(checkpoint=sys.argv[1], **options)
+    except portamlp.TrainingInterrupted as stop:
+        print("interrupted", stop.checkpoint, flush=True)
+        sys.exit(3)
+    print("finished", flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_epoch_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD_TRAIN)
+    ckpt = tmp_path / "ckpt"
+    child = subprocess.Popen([sys.executable, str(script), str(ckpt)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(random.uniform(0.8, 1.6))  # MNIST staged, somewhere in the first epochs
+    child.send_signal(sig)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 3, out + err
+    assert "interrupted" in out and "Traceback" not in err
+    state = load_checkpoint(ckpt).state
+    assert (state["epoch"], state["batch"]) > (1, 0)
+    resumed = portamlp.train(resume=ckpt)
+    options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=4,
+                   batch_size=10, learning_rate=1.0, momentum=0.5, seed=5)
+    straight = portamlp.train(**options)
+    _assert_same(straight.network, resumed.network)
+    assert len(resumed.history) == 4
+
+
+def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):
+    child = subprocess.Popen(
+        [sys.executable, "-m", "portamlp", "train", "--epochs", "30", "--checkpoint", "ck",
+         "--save", "net.json", "--seed", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not checkpoint_path(tmp_path / "ck").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert "Traceback" not in err and "portamlp train --resume ck" in err
+    assert not (tmp_path / "net.json").exists()
+    proc = subprocess.run([sys.executable, "-m", "portamlp", "train", "--resume", "ck",
+                           "--epochs", "2", "--save", "net.json", "--quiet"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert portamlp.load(tmp_path / "net.json").layers == (784, 30, 10)
+
+
+CHILD_SAVE = textwrap.dedent("""
+    import sys, portamlp
+    from portamlp.checkpoint import save_checkpoint
+    from portamlp.optim import SGD
+    path, kind = sys.argv[1], sys.argv[2]
+    nets = [portamlp.Network.initialize((784, 64, 10), seed=s, backend="numpy") for s in (0, 1)]
+    opts = [SGD(n.parameters(), n.xp, learning_rate=0.1, momentum=0.9) for n in nets]
+    i = 0
+    while True:
+        if kind == "model":
+            nets[i % 2].save(path, overwrite=True)
+        else:
+            save_checkpoint(path, nets[i % 2], opts[i % 2], {"epoch": i, "config": {}})
+        if i == 0:
+            print("saved", flush=True)
+        i += 1
+""")
+
+
+@pytest.mark.parametrize("kind, name, kills", [("model", "net.json", 12),
+                                               ("model", "net.safetensors", 12),
+                                               ("checkpoint", "ckpt", 10)])
+def test_sigkill_during_saves_never_leaves_a_torn_file(tmp_path, kind, name, kills):
+    script = tmp_path / "saver.py"
+    script.write_text(CHILD_SAVE)
+    target = tmp_path / name
+    expected = [_params(Network.initialize((784, 64, 10), seed=s, backend="numpy"))
+                for s in (0, 1)]
+    for _ in range(kills):
+        child = subprocess.Popen([sys.executable, str(script), str(target), kind],
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "saved"
+        time.sleep(random.uniform(0.0, 0.3))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if kind == "model":
+            got = _params(portamlp.load(target))
+        else:
+            ck = load_checkpoint(target)
+            got = ck.weights + ck.biases
+            assert set(ck.optimizer_arrays) == {f"velocity.{i}" for i in range(4)}
+        matches = [all(np.array_equal(g, e) for g, e in zip(got, exp)) for exp in expected]
+        assert any(matches)
+
+
+def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
+    def poison(record, network):
+        network.weights[0][0, 0] = np.nan  # after epoch 1 (its checkpoint is already written)
+
+    with pytest.raises(DivergenceError, match=r"epoch 2, mini-batch 1 of 100.*learning rate"):
+        portamlp.train(checkpoint=tmp_path, epochs=3, callbacks=[poison], **RUN)
+    ck = load_checkpoint(tmp_path)
+    assert ck.state["epoch"] == 2
+    assert all(np.all(np.isfinite(a)) for a in ck.weights + ck.biases)
+
+
+def test_divergent_learning_rate_stops_training():
+    x = np.random.default_rng(0).standard_normal((40, 3)) * 100
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError, match="lower the learning"):
+        portamlp.train(x=x, y=np.arange(40) % 2, layers=(3, 8, 2), activation="leaky_relu",
+                       epochs=2, learning_rate=1e10, batch_size=4, seed=0)
+
+
+def test_network_too_large_for_memory_is_explained():
+    with pytest.raises(portamlp.DeviceMemoryError) as info:
+        portamlp.train(layers=(784, 1 << 22, 1 << 22, 10), epochs=1)
+    msg = str(info.value)
+    assert "17,595,524,710,410 parameters" in msg and "70.4 TB" in msg and "TB" in msg and "smaller" in msg
+
+
+# ----------------------------------------------------------------------------- hypothesis
+_X = np.random.default_rng(0).standard_normal((24, 4)).astype(np.float32)
+_Y = np.arange(24) % 3
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-5, 50), st.floats(allow_nan=True),
+                     st.text(max_size=5), st.lists(st.integers(-2, 6), max_size=4))
+options = st.fixed_dictionaries({}, optional={
+    "layers": st.one_of(st.lists(st.integers(-1, 6), max_size=4).map(lambda l: [4] + l + [3]),
+                        anything),
+    "batch_size": st.one_of(st.integers(-2, 30), anything),
+    "epochs": st.one_of(st.integers(-1, 2), anything),
+    "learning_rate": st.one_of(st.floats(-1, 5), anything),
+    "activation": st.one_of(st.sampled_from(["sigmoid", "relu", "tanh", "leaky_relu", "x"]),
+                            anything),
+    "cost": st.one_of(st.sampled_from(["quadratic", "cross_entropy", "y"]), anything),
+    "optimizer": st.one_of(st.sampled_from(["sgd", "adam", "z"]), anything),
+    "momentum": st.one_of(st.floats(-0.5, 1.5), anything),
+    "nesterov": anything,
+    "weight_decay": st.one_of(st.floats(-1, 1), anything),
+    "init": st.one_of(st.sampled_from(["auto", "normal", "scaled", "glorot", "he", "w"]),
+                      anything),
+    "dtype": st.one_of(st.sampled_from(["float32", "float64", "int8"]), anything),
+    "train_length": st.one_of(st.integers(-1, 30), anything),
+    "validation_length": st.one_of(st.integers(-1, 30), anything),
+    "seed": st.one_of(st.integers(-3, 2**64), anything),
+    "shuffle": anything,
+    "learning_rate_schedule": st.one_of(st.sampled_from(["constant", "cosine", "q"]), anything),
+    "scale": anything,
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(opts=options, with_validation=st.booleans())
+def test_train_either_trains_or_raises_value_or_type_error(opts, with_validation):
+    extra = {"validation_data": (_X, _Y)} if with_validation else {}
+    try:
+        with np.errstate(all="ignore"):
+            result = portamlp.train(x=_X, y=_Y, progress=False, **extra, **opts)
+    except (ValueError, TypeError, DivergenceError):
+        return
+    assert isinstance(result.network, Network)
+    assert len(result.history) == result.config.epochs
