@@ -8,6 +8,7 @@ a backend that needs them is asked for, so ``import portamlp`` stays light.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from dataclasses import dataclass
@@ -128,7 +129,35 @@ def _namespace(name: str) -> Any:
     """Import and return the Array API namespace for a backend name."""
     if name == "array_api_strict":
         return importlib.import_module("array_api_strict")
+    if name == "numpy":
+        return _numpy_namespace()
     return importlib.import_module(f"array_api_compat.{name}")
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_namespace():
+    """``array_api_compat.numpy`` with one hot function made cheaper.
+
+    ``numpy.sum`` spends about 0.8 µs per call in Python-level argument handling before it
+    reaches the ufunc; at batch size 10 a training step makes three sums, about 7 % of its
+    time. For floating arrays without ``dtype=``, ``numpy.add.reduce`` gives the same result
+    (the same ufunc reduction) without that overhead. Everything else is the compat namespace.
+    """
+    import types
+
+    compat = importlib.import_module("array_api_compat.numpy")
+    ns = types.ModuleType("portamlp.backend.numpy_namespace", _numpy_namespace.__doc__)
+    ns.__dict__.update({k: v for k, v in vars(compat).items()
+                        if not k.startswith("__") or k == "__array_api_version__"})
+    add_reduce, compat_sum = np.add.reduce, compat.sum
+
+    def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001
+        if dtype is None and x.dtype.kind == "f":
+            return add_reduce(x, axis=axis, keepdims=keepdims)
+        return compat_sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    ns.sum = sum
+    return ns
 
 
 def _default_device(name: str, xp: Any) -> Any:

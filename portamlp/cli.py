@@ -89,6 +89,8 @@ def _add_train_parser(sub):
     p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=None,
                    help="keep the training order fixed")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download --dataset (fashion-mnist, kmnist) if it is not found locally")
     p.add_argument("--backend", help="numpy, cupy, torch, array_api_strict or auto (default: "
                                      "$PORTAMLP_BACKEND, else auto)")
     p.add_argument("--device", help="device of the backend, e.g. cuda:1")
@@ -176,7 +178,7 @@ def cmd_train(args) -> int:
     for _, dest, _, _ in TRAIN_FLAGS:
         if getattr(args, dest) is not None:
             options[dest] = getattr(args, dest)
-    for dest in ("nesterov", "shuffle", "backend", "device"):
+    for dest in ("nesterov", "shuffle", "backend", "device", "download"):
         if getattr(args, dest) is not None:
             options[dest] = getattr(args, dest)
     save = args.save or _default_save_path(options)

@@ -35,6 +35,8 @@ class Cost:
     value: Callable[[Any, Any, Any], Any]
     #: ``delta(xp, z, a, y, hidden_activation) -> δᴸ`` of shape (n, k).
     delta: Callable[[Any, Any, Any, Any, Activation], Any]
+    #: ``value_and_delta(xp, z, a, y, act, with_value) -> (value or None, δᴸ)``, sharing work.
+    value_and_delta: Callable[..., tuple]
 
 
 def _quadratic_output(xp, z, act):
@@ -48,6 +50,12 @@ def _quadratic_value(xp, a, y):
 
 def _quadratic_delta(xp, z, a, y, act):
     return (a - y) * act.f_prime(xp, z, a)
+
+
+def _quadratic_value_and_delta(xp, z, a, y, act, with_value):
+    d = a - y
+    value = 0.5 * xp.sum(d * d) if with_value else None
+    return value, d * act.f_prime(xp, z, a)
 
 
 def _ce_output(xp, z, act):
@@ -64,11 +72,16 @@ def _ce_delta(xp, z, a, y, act):
     return a - y
 
 
+def _ce_value_and_delta(xp, z, a, y, act, with_value):
+    return (_ce_value(xp, a, y) if with_value else None), a - y
+
+
 COSTS: dict[str, Cost] = {
     c.name: c
     for c in (
-        Cost("quadratic", _quadratic_output, _quadratic_value, _quadratic_delta),
-        Cost("cross_entropy", _ce_output, _ce_value, _ce_delta),
+        Cost("quadratic", _quadratic_output, _quadratic_value, _quadratic_delta,
+             _quadratic_value_and_delta),
+        Cost("cross_entropy", _ce_output, _ce_value, _ce_delta, _ce_value_and_delta),
     )
 }
 

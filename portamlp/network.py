@@ -200,36 +200,36 @@ class Network:
     # --------------------------------------------------------------------- maths
     def _forward(self, x):
         """Forward pass keeping every ``z`` and activation (for backpropagation)."""
-        xp, act = self.backend.xp, self._activation
+        xp, f, output = self.backend.xp, self._activation.f, self._cost.output
         zs, activations = [], [x]
         a = x
         last = len(self.weights) - 1
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = a @ w.T + b
-            a = self._cost.output(xp, z, act) if l == last else act.f(xp, z)
+            a = output(xp, z, self._activation) if l == last else f(xp, z)
             zs.append(z)
             activations.append(a)
         return zs, activations
 
     def _backprop(self, x, y, *, with_loss: bool = True):
-        """Gradients of the batch-mean cost, and the batch-summed cost (a 0-d array, or None).
+        """Gradients of the cost *summed* over the batch, and the summed cost (0-d, or None).
 
         ``x`` has shape (n, n_in); ``y`` is one-hot, shape (n, n_classes), same dtype and device.
         Returns ``(loss_sum, grads)`` with ``grads`` aligned with :meth:`parameters`:
-        ``[∂C/∂W¹, ∂C/∂b¹, ∂C/∂W², ...]``.
+        ``[∂C/∂W¹, ∂C/∂b¹, ∂C/∂W², ...]``. Divide by n for the batch mean; the optimizers fold
+        that division into their step size, which saves an operation per mini-batch.
         """
         xp, act = self.backend.xp, self._activation
+        f_prime, weights = act.f_prime, self.weights
         zs, activations = self._forward(x)
-        loss = self._cost.value(xp, activations[-1], y) if with_loss else None
-        delta = self._cost.delta(xp, zs[-1], activations[-1], y, act)
-        delta = delta * (1.0 / x.shape[0])  # batch mean; backprop is linear in δ
-        n_layers = len(self.weights)
+        loss, delta = self._cost.value_and_delta(xp, zs[-1], activations[-1], y, act, with_loss)
+        n_layers = len(weights)
         grads = [None] * (2 * n_layers)
         for l in range(n_layers - 1, -1, -1):
             grads[2 * l] = delta.T @ activations[l]
             grads[2 * l + 1] = xp.sum(delta, axis=0)
             if l:
-                delta = (delta @ self.weights[l]) * act.f_prime(xp, zs[l - 1], activations[l])
+                delta = (delta @ weights[l]) * f_prime(xp, zs[l - 1], activations[l])
         return loss, grads
 
     def _output(self, x):
@@ -342,7 +342,8 @@ class Network:
         x = self.as_input(x)
         y = self.as_labels(y, x.shape[0])
         _, grads = self._backprop(x, self.one_hot(y), with_loss=False)
-        return grads[0::2], grads[1::2]
+        scale = 1.0 / x.shape[0]
+        return [g * scale for g in grads[0::2]], [g * scale for g in grads[1::2]]
 
     # ----------------------------------------------------------------- conversions
     def to(self, backend: str | Backend | None = None, device: Any = None) -> "Network":

@@ -32,20 +32,24 @@ class SGD:
         self.weight_decay = weight_decay
         self.velocity = [xp.zeros_like(p) for p in params] if momentum else None
 
-    def step(self, grads: list) -> None:
-        """Apply one update; ``grads`` is aligned with ``params``."""
+    def step(self, grads: list, scale: float = 1.0) -> None:
+        """Apply one update; ``grads`` is aligned with ``params`` and multiplied by ``scale``
+        (``1/n`` turns gradients summed over a batch of ``n`` into the batch mean)."""
         lr, mu, wd = self.learning_rate, self.momentum, self.weight_decay
+        eta = lr * scale
         for i, (p, g) in enumerate(zip(self.params, grads)):
+            delta = eta * g  # η∇ (+ ηλW for weight matrices), from the current parameters
             if wd and p.ndim == 2:
-                g = g + wd * p
+                delta = delta + (lr * wd) * p
             if not mu:
-                p -= lr * g
+                p -= delta
                 continue
             v = self.velocity[i]
             v *= mu
-            v -= lr * g
-            if self.nesterov:
-                p += mu * v - lr * g
+            v -= delta
+            if self.nesterov:  # W + μv − η∇ with the new v
+                p += mu * v
+                p -= delta
             else:
                 p += v
 
@@ -76,7 +80,8 @@ class Adam:
         self.v = [xp.zeros_like(p) for p in params]
         self.t = 0
 
-    def step(self, grads: list) -> None:
+    def step(self, grads: list, scale: float = 1.0) -> None:
+        """One update from ``grads`` (times ``scale``: ``1/n`` for gradients summed over n)."""
         self.t += 1
         b1, b2, wd = self.beta1, self.beta2, self.weight_decay
         # Bias corrections folded into the step size (Kingma & Ba, section 2).
@@ -84,6 +89,7 @@ class Adam:
         eps_hat = self.eps * math.sqrt(1.0 - b2 ** self.t)
         xp = self.xp
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            g = g * scale if scale != 1.0 else g
             if wd and p.ndim == 2:
                 g = g + wd * p
             m *= b1

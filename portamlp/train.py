@@ -35,10 +35,10 @@ __all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord"]
 
 
 # --------------------------------------------------------------------------- data staging
-def _stage_named(cfg: TrainConfig, be: Backend, root) -> tuple:
+def _stage_named(cfg: TrainConfig, be: Backend, root, download: bool) -> tuple:
     """Train / validation / test splits of a named data set (or folder) on the device."""
     k = n_classes(cfg.dataset)
-    images, labels = read_split(cfg.dataset, "train", root, k)
+    images, labels = read_split(cfg.dataset, "train", root, k, download=download)
     n_file = images.shape[0]
     n_val = min(10_000, n_file // 6) if cfg.validation_length is None else cfg.validation_length
     n_train = n_file - n_val if cfg.train_length is None else cfg.train_length
@@ -49,7 +49,7 @@ def _stage_named(cfg: TrainConfig, be: Backend, root) -> tuple:
         )
     if n_train == 0:
         raise ValueError("train_length must be >= 1")
-    test_images, test_labels = read_split(cfg.dataset, "test", root, k)
+    test_images, test_labels = read_split(cfg.dataset, "test", root, k, download=download)
     n_test = test_images.shape[0] if cfg.test_length is None else cfg.test_length
     if n_test > test_images.shape[0]:
         raise ValueError(f"test_length={n_test} exceeds the {test_images.shape[0]} test images "
@@ -150,7 +150,7 @@ def _options_for_resume(directory, options: dict) -> tuple[dict, Any]:
 def train(*, x=None, y=None, validation_data=None, test_data=None, network: Network | None = None,
           backend: str | Backend | None = None, device: Any = None, root=None,
           progress: bool | None = None, callbacks: Sequence[Callable] = (),
-          checkpoint=None, resume=None, **options) -> TrainResult:
+          checkpoint=None, resume=None, download: bool = False, **options) -> TrainResult:
     """Train a multilayer perceptron by mini-batch stochastic gradient descent.
 
     With no arguments: Nielsen's classic network (784-30-10, sigmoid, quadratic cost, batch 10,
@@ -205,6 +205,9 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
         See :func:`portamlp.get_backend`.
     root : path, optional
         Folder to search first for named data sets.
+    download : bool
+        Download a named data set (Fashion-MNIST, KMNIST) from its official source when it is
+        not found locally; files are checked against pinned hashes and cached.
     progress : bool, optional
         Show a per-epoch progress bar on stderr (default: only when stderr is a terminal).
     callbacks : sequence of callables
@@ -269,7 +272,8 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
     rng = make_rng(cfg.seed)
     net = _make_network(cfg, network, ckpt, backend, device, rng)
     be = net.backend
-    train_set, val_set, test_set = _stage(cfg, net, x, y, validation_data, test_data, root)
+    train_set, val_set, test_set = _stage(cfg, net, x, y, validation_data, test_data, root,
+                                          download)
     n_train = len(train_set)
     if n_train % cfg.batch_size:
         warnings.warn(
@@ -337,11 +341,11 @@ def _make_network(cfg, network, ckpt, backend, device, rng) -> Network:
         raise
 
 
-def _stage(cfg, net, x, y, validation_data, test_data, root):
+def _stage(cfg, net, x, y, validation_data, test_data, root, download):
     """Put the training, validation and test data on the network's device."""
     try:
         if x is None:
-            train_set, val_set, test_set = _stage_named(cfg, net.backend, root)
+            train_set, val_set, test_set = _stage_named(cfg, net.backend, root, download)
             n_features = train_set.x.shape[1]
             if n_features != cfg.layers[0]:
                 raise ValueError(f"layers={list(cfg.layers)} expect {cfg.layers[0]} inputs but "
@@ -418,7 +422,7 @@ class _Run:
             for i, (xb, tb) in enumerate(batches, start=first_batch):
                 loss, grads = backprop(xb, tb)
                 losses.append(loss)
-                step(grads)
+                step(grads, 1.0 / xb.shape[0])
                 if bar is not None and (i + 1) % every == 0:
                     bar.update(every)
                 if received[0] is not None:

@@ -74,7 +74,7 @@ def test_resume_with_own_data(tmp_path, rng):
 
 CHILD_TRAIN = textwrap.dedent("""
     import sys, portamlp
-    options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=4,
+    options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=12,
                    batch_size=10, learning_rate=1.0, momentum=0.5, seed=5)
     print("ready", flush=True)
     try:
@@ -102,11 +102,11 @@ def test_signal_mid_epoch_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
     state = load_checkpoint(ckpt).state
     assert (state["epoch"], state["batch"]) > (1, 0)
     resumed = portamlp.train(resume=ckpt)
-    options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=4,
+    options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=12,
                    batch_size=10, learning_rate=1.0, momentum=0.5, seed=5)
     straight = portamlp.train(**options)
     _assert_same(straight.network, resumed.network)
-    assert len(resumed.history) == 4
+    assert len(resumed.history) == 12
 
 
 def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):

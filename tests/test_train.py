@@ -219,3 +219,33 @@ def test_bad_own_data_is_explained(rng):
         portamlp.train(x=x, y=np.zeros(10), layers=(5, 2))
     with pytest.raises(TypeError, match="pair"):
         portamlp.train(x=x, y=np.zeros(10, dtype=int), layers=(5, 2), validation_data=x)
+
+
+def test_trains_on_a_folder_of_idx_files_and_a_named_set_from_root(tmp_path):
+    from portamlp.datasets import write_idx
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for split, n in (("train", 600), ("t10k", 100)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+        images[np.arange(n), labels * 2 + 3, :] = 255  # a bright row that encodes the class
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+    kw = dict(layers=(784, 32, 10), cost="cross_entropy", learning_rate=0.5, epochs=3,
+              batch_size=20, validation_length=100, seed=0)
+    by_path = portamlp.train(dataset=str(folder), **kw)
+    by_name = portamlp.train(dataset="fashion-mnist", root=tmp_path, **kw)
+    assert by_path.test_accuracy == by_name.test_accuracy >= 0.9
+    assert len(by_path.history) == 3
+
+
+def test_missing_named_data_set_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORTAMLP_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr("portamlp.datasets.sources.SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.setattr("portamlp.datasets.fetch.cache_dir", lambda: tmp_path / "cache")
+    with pytest.raises(FileNotFoundError) as info:
+        portamlp.train(dataset="kmnist", epochs=1)
+    msg = str(info.value)
+    assert "download=True" in msg and "PORTAMLP_DATA" in msg and "root=" in msg

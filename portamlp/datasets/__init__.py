@@ -14,7 +14,22 @@ from .sources import SYSTEM_DATA_DIR, clear_cache, find_files, read_split, searc
 from .staging import DeviceDataset
 
 __all__ = [
-    "IDX_TYPES", "read_idx", "write_idx", "SCALES", "load", "load_mnist", "n_classes",
-    "scale_images", "DATASETS", "SPLITS", "SYSTEM_DATA_DIR", "clear_cache", "find_files",
-    "read_split", "search_dirs", "cache_dir", "download", "DeviceDataset",
+    "DATASETS",
+    "IDX_TYPES",
+    "SCALES",
+    "SPLITS",
+    "SYSTEM_DATA_DIR",
+    "DeviceDataset",
+    "cache_dir",
+    "clear_cache",
+    "download",
+    "find_files",
+    "load",
+    "load_mnist",
+    "n_classes",
+    "read_idx",
+    "read_split",
+    "scale_images",
+    "search_dirs",
+    "write_idx",
 ]

@@ -86,19 +86,22 @@ def download(name: str, split: str | None = None, *, dest: str | os.PathLike | N
     missing = [s + ".gz" for s in stems if not (dest / (s + ".gz")).is_file()]
     if not missing:
         return dest
+    for fname in missing:
+        if not entry["hashes"].get(fname):
+            raise ValueError(f"no pinned hash for {fname} of data set {name!r}; refusing to "
+                             "download an unverifiable file")
     pooch = _import_pooch()
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
     try:
         for fname in missing:
-            known_hash = entry["hashes"].get(fname)
-            if not known_hash:
-                raise ValueError(f"no pinned hash for {fname} of data set {name!r}; refusing to "
-                                 "download an unverifiable file")
-            staged = _fetch(pooch, fname, known_hash, mirrors, staging, progressbar)
-            os.replace(staged, dest / fname)
+            staged = _fetch(pooch, fname, entry["hashes"][fname], mirrors, staging, progressbar)
+            os.replace(staged, dest / fname)  # atomic: the file appears whole or not at all
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(dest.iterdir()):
+            dest.rmdir()
     return dest
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import DataFormatError
 
-__all__ = ["read_idx", "write_idx", "IDX_TYPES"]
+__all__ = ["IDX_TYPES", "read_idx", "write_idx"]
 
 #: IDX type code -> big-endian NumPy dtype.
 IDX_TYPES = {

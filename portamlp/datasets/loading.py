@@ -16,7 +16,7 @@ from . import sources
 from .registry import DATASETS
 from .sources import read_split
 
-__all__ = ["load", "load_mnist", "scale_images", "host_split", "n_classes", "SCALES"]
+__all__ = ["SCALES", "host_split", "load", "load_mnist", "n_classes", "scale_images"]
 
 #: Pixel scalings: divide by 255 (default), by 256 (the original Rust program), or standardise
 #: with the training split's mean and standard deviation (after dividing by 255).

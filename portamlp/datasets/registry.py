@@ -7,7 +7,7 @@ with the hash of every compressed file pinned: the MD5 the publisher gives, or S
 
 from __future__ import annotations
 
-__all__ = ["SPLITS", "DATASETS", "file_names"]
+__all__ = ["DATASETS", "SPLITS", "file_names"]
 
 #: File stems of each split in the MNIST layout (found as ``<stem>.gz`` or raw ``<stem>``).
 SPLITS = {

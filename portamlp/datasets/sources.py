@@ -26,8 +26,15 @@ from . import fetch as _fetch
 from .idx import read_idx
 from .registry import DATASETS, SPLITS, file_names
 
-__all__ = ["DATASETS", "SPLITS", "SYSTEM_DATA_DIR", "find_files", "read_split", "clear_cache",
-           "search_dirs"]
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "SYSTEM_DATA_DIR",
+    "clear_cache",
+    "find_files",
+    "read_split",
+    "search_dirs",
+]
 
 #: Folder of system-wide data sets (Debian's ``dataset-*`` packages).
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
@@ -88,6 +95,8 @@ def find_files(name: str, split: str, root=None, *, download: bool = False,
     FileNotFoundError
         When the files are not found (and ``download`` is False); the message lists the folders
         searched and the ways to get the data.
+    DataFormatError, OSError
+        When ``download`` is True and the download is corrupt, or no source can be reached.
     """
     stems = file_names(split)
     if name == "mnist" and root is None:

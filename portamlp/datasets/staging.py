@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class DeviceDataset:
     @classmethod
     def from_split(cls, name: str = "mnist", split: str = "train", *,
                    backend: str | Backend | None = None, device: Any = None,
-                   dtype: str = "float32", scale=255, **kwargs) -> "DeviceDataset":
+                   dtype: str = "float32", scale=255, **kwargs) -> DeviceDataset:
         """Load a split (see :func:`portamlp.datasets.load`, flattened) and stage it once.
 
         Examples
