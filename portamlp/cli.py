@@ -77,6 +77,8 @@ TRAIN_FLAGS = [
     ("--dataset", "dataset", str, "mnist (default, embedded), fashion-mnist, kmnist or a folder"),
     ("--scale", "scale", _scale, "pixel scaling: 255 (default), 256 or standardize"),
     ("--seed", "seed", int, "random seed (default: fresh, recorded in the run record)"),
+    ("--threads", "threads", int, "BLAS threads on the CPU (default: 1 for small products, "
+                                  "else the idle cores)"),
 ]
 
 

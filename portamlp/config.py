@@ -52,6 +52,7 @@ class TrainConfig:
     scale: Any = 255
     shuffle: bool = True
     seed: int | None = None
+    threads: int | None = None
 
     def __post_init__(self):
         if self.layers is not None:
@@ -84,6 +85,7 @@ class TrainConfig:
             raise TypeError(f"dataset must be a name such as 'mnist' or a folder, got {self.dataset!r}")
         object.__setattr__(self, "scale", _check_scale(self.scale))
         _check_int("seed", self.seed, minimum=0, optional=True)
+        _check_int("threads", self.threads, minimum=1, optional=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (JSON-ready)."""

@@ -35,8 +35,11 @@ class Cost:
     value: Callable[[Any, Any, Any], Any]
     #: ``delta(xp, z, a, y, hidden_activation) -> δᴸ`` of shape (n, k).
     delta: Callable[[Any, Any, Any, Any, Activation], Any]
-    #: ``value_and_delta(xp, z, a, y, act, with_value) -> (value or None, δᴸ)``, sharing work.
+    #: ``value_and_delta(xp, z, a, y, act, with_value) -> (raw value or None, δᴸ)`` for the
+    #: training loop: it shares work between the two, and its value is the batch-summed cost
+    #: divided by ``value_scale`` (one constant multiplication per epoch instead of per batch).
     value_and_delta: Callable[..., tuple]
+    value_scale: float = 1.0
 
 
 def _quadratic_output(xp, z, act):
@@ -54,7 +57,7 @@ def _quadratic_delta(xp, z, a, y, act):
 
 def _quadratic_value_and_delta(xp, z, a, y, act, with_value):
     d = a - y
-    value = 0.5 * xp.sum(d * d) if with_value else None
+    value = xp.sum(d * d) if with_value else None  # times value_scale = 0.5
     return value, d * act.f_prime(xp, z, a)
 
 
@@ -73,15 +76,18 @@ def _ce_delta(xp, z, a, y, act):
 
 
 def _ce_value_and_delta(xp, z, a, y, act, with_value):
-    return (_ce_value(xp, a, y) if with_value else None), a - y
+    if not with_value:
+        return None, a - y
+    tiny = float(xp.finfo(a.dtype).smallest_normal)
+    return xp.sum(y * xp.log(xp.clip(a, tiny, None))), a - y  # times value_scale = -1
 
 
 COSTS: dict[str, Cost] = {
     c.name: c
     for c in (
         Cost("quadratic", _quadratic_output, _quadratic_value, _quadratic_delta,
-             _quadratic_value_and_delta),
-        Cost("cross_entropy", _ce_output, _ce_value, _ce_delta, _ce_value_and_delta),
+             _quadratic_value_and_delta, 0.5),
+        Cost("cross_entropy", _ce_output, _ce_value, _ce_delta, _ce_value_and_delta, -1.0),
     )
 }
 

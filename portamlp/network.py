@@ -212,7 +212,8 @@ class Network:
         return zs, activations
 
     def _backprop(self, x, y, *, with_loss: bool = True):
-        """Gradients of the cost *summed* over the batch, and the summed cost (0-d, or None).
+        """Gradients of the cost *summed* over the batch, and the summed cost (0-d, or None)
+        divided by the cost's ``value_scale`` (the training loop multiplies once per epoch).
 
         ``x`` has shape (n, n_in); ``y`` is one-hot, shape (n, n_classes), same dtype and device.
         Returns ``(loss_sum, grads)`` with ``grads`` aligned with :meth:`parameters`:

@@ -30,6 +30,7 @@ from .host import (epoch_loss, fresh_seed, make_rng, never_predicted, rng_state,
                    set_rng_state)
 from .network import Network
 from .optim import make_optimizer
+from .threads import limit_blas_threads
 
 __all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord"]
 
@@ -193,6 +194,9 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
     seed : int, optional
         Seeds initial weights and shuffling (host RNG): the same seed gives the same run on
         every backend. Default: fresh entropy, recorded in ``result.config.seed``.
+    threads : int, optional
+        BLAS threads while training on the NumPy backend. Default: one for small matrix
+        products (they gain nothing from more), else as many as there are idle cores.
     x, y : arrays, optional
         Your own training data instead of a data set: ``x`` of shape (n, layers[0]) (NumPy or
         any supported library; moved to the backend), ``y`` integer class indices of shape (n,).
@@ -291,7 +295,8 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
         position = {k: ckpt.state[k] for k in position}
     run = _Run(net, opt, train_set, val_set, cfg, rng, progress, callbacks,
                None if checkpoint is None else Path(checkpoint), own_data=x is not None)
-    history, stopped = run.epochs(position)
+    with limit_blas_threads(be.name, cfg.layers, cfg.batch_size, cfg.threads):
+        history, stopped = run.epochs(position)
     test_accuracy = None
     if test_set is not None:
         test_accuracy, _ = _accuracy_and_missing(net, test_set)
@@ -432,6 +437,7 @@ class _Run:
             if bar is not None:
                 bar.close()
         total, bad = epoch_loss(xp, losses)  # one host transfer per epoch
+        total *= net._cost.value_scale
         if bad is not None:
             raise DivergenceError(
                 f"training diverged in epoch {epoch}, mini-batch {first_batch + bad + 1} of "
@@ -458,6 +464,7 @@ class _Run:
                    signum):
         """Save a checkpoint at the current mini-batch, then stop with a message."""
         total, bad = epoch_loss(self.net.backend.xp, losses)
+        total *= self.net._cost.value_scale
         if bad is not None:
             raise DivergenceError(f"training diverged in epoch {epoch}; no checkpoint written")
         self._check_weights(epoch)

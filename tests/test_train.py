@@ -249,3 +249,46 @@ def test_missing_named_data_set_says_how_to_get_it(tmp_path, monkeypatch):
         portamlp.train(dataset="kmnist", epochs=1)
     msg = str(info.value)
     assert "download=True" in msg and "PORTAMLP_DATA" in msg and "root=" in msg
+
+
+@pytest.mark.parametrize("cost", ["quadratic", "cross_entropy"])
+def test_reported_train_loss_is_the_mean_cost_over_the_epoch(cost, rng):
+    x = rng.standard_normal((40, 6)).astype(np.float64)
+    y = rng.integers(0, 3, 40)
+    net = Network.initialize((6, 5, 3), cost=cost, dtype="float64", seed=0, backend="numpy")
+    before = net.loss(x, y)
+    # learning rate tiny: the weights barely move, so the epoch's running mean ≈ the loss before
+    r = portamlp.train(x=x, y=y, network=net, epochs=1, batch_size=8, learning_rate=1e-9,
+                       shuffle=False, seed=0)
+    assert r.history[0].train_loss == pytest.approx(before, rel=1e-6)
+    assert before > 0
+
+
+def test_threads_option_limits_blas_during_training_only(rng):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = []
+    x = rng.standard_normal((50, 4)).astype(np.float32)
+    y = np.arange(50) % 2
+    portamlp.train(x=x, y=y, layers=(4, 3, 2), epochs=1, batch_size=10, seed=0, threads=1,
+                   callbacks=[lambda r, n: seen.append(blas_threads())])
+    assert seen and all(t == 1 for t in seen[0])
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="threads=0"):
+        portamlp.train(x=x, y=y, layers=(4, 3, 2), threads=0)
+
+
+def test_default_threads_policy():
+    from portamlp import threads
+
+    assert threads.blas_threads((784, 30, 10), 10) == 1  # small products: one thread
+    assert threads.blas_threads((784, 30, 10), 10, threads=3) == 3
+    n = threads.blas_threads((784, 1024, 1024, 10), 256)
+    assert 1 <= n <= threads._cores()
+    idle = threads.idle_cores()
+    assert idle is None or 0.0 <= idle <= (threads.os.cpu_count() or 1)

@@ -1,0 +1,169 @@
+"""portamlp on a GPU (CuPy backend) against PyTorch eager on CUDA and portamlp on the host CPUs.
+
+Configurations: the two batch-10 sigmoid networks of the original program, a ReLU network at
+batch 128, and a wide 784-4096-4096-10 network at batch 1024, for which the achieved TFLOP/s
+are reported (6 floating-point operations per weight per sample for a training step, less the
+input gradient of the first layer, which backpropagation does not need).
+
+On a machine without a CUDA device the GPU rows are skipped with the reason and the CPU rows
+still run, so the script's logic is exercised everywhere:
+
+    python bench/gpu.py             # full run (on a GPU machine)
+    python bench/gpu.py --quick     # tiny settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import portamlp
+
+HERE = Path(__file__).resolve().parent
+
+CONFIGS = [
+    dict(name="784-100-50-10, sigmoid, batch 10", layers=(784, 100, 50, 10), relu=False,
+         batch=10, lr=3.0, momentum=0.0, n_train=50_000),
+    dict(name="784-30-10, sigmoid, batch 10", layers=(784, 30, 10), relu=False, batch=10,
+         lr=3.0, momentum=0.0, n_train=50_000),
+    dict(name="784-256-128-10, ReLU/CE, batch 128", layers=(784, 256, 128, 10), relu=True,
+         batch=128, lr=0.05, momentum=0.9, n_train=50_000),
+    dict(name="784-4096-4096-10, ReLU/CE, batch 1024", layers=(784, 4096, 4096, 10), relu=True,
+         batch=1024, lr=0.05, momentum=0.9, n_train=50_000),
+]
+
+
+def training_flops(layers, n_samples: int) -> float:
+    """Floating-point operations of one epoch of training (multiply-adds count as 2)."""
+    products = [a * b for a, b in zip(layers[:-1], layers[1:])]
+    forward = 2 * sum(products)
+    weight_grads = 2 * sum(products)
+    input_grads = 2 * sum(products[1:])
+    return float(n_samples) * (forward + weight_grads + input_grads)
+
+
+def gpu_status() -> dict[str, str | None]:
+    """Why each GPU peer cannot run here (None: it can)."""
+    status = {"portamlp (cupy)": portamlp.available_backends()["cupy"]}
+    try:
+        import torch
+
+        status["torch eager (cuda)"] = None if torch.cuda.is_available() else \
+            "PyTorch has no usable CUDA device"
+    except ImportError:
+        status["torch eager (cuda)"] = "torch is not installed"
+    return status
+
+
+def run_portamlp(cfg, data, repeats, backend):
+    x, y, xt, yt = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = portamlp.train(x=x[:cfg["n_train"]], y=y[:cfg["n_train"]], test_data=(xt, yt),
+                           layers=cfg["layers"], activation="relu" if cfg["relu"] else "sigmoid",
+                           cost="cross_entropy" if cfg["relu"] else "quadratic",
+                           batch_size=cfg["batch"], learning_rate=cfg["lr"],
+                           momentum=cfg["momentum"], epochs=repeats, seed=0, backend=backend,
+                           progress=False)
+    return min(h.seconds for h in r.history), r.test_accuracy
+
+
+def run_torch_cuda(cfg, data, repeats, backend=None):
+    import torch
+
+    dev = torch.device("cuda")
+    x, y, xt, yt = data
+    X = torch.from_numpy(x[:cfg["n_train"]]).to(dev)
+    Y = torch.from_numpy(y[:cfg["n_train"]]).to(dev)
+    onehot = torch.nn.functional.one_hot(Y, 10).float()
+    mods = []
+    for i, (a, b) in enumerate(zip(cfg["layers"][:-1], cfg["layers"][1:])):
+        mods.append(torch.nn.Linear(a, b))
+        if i < len(cfg["layers"]) - 2 or not cfg["relu"]:
+            mods.append(torch.nn.ReLU() if cfg["relu"] else torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*mods).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
+    n, batch, times = X.shape[0], cfg["batch"], []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        perm = torch.randperm(n, device=dev)
+        for k in range(0, n, batch):
+            idx = perm[k:k + batch]
+            out = model(X[idx])
+            loss = (torch.nn.functional.cross_entropy(out, Y[idx]) if cfg["relu"]
+                    else 0.5 * ((out - onehot[idx]) ** 2).sum() / len(idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    with torch.no_grad():
+        pred = model(torch.from_numpy(xt).to(dev)).argmax(1).cpu().numpy()
+    return min(times), float((pred == yt).mean())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny settings (a logic check)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tf32", action="store_true",
+                        help="allow TF32 matmuls in PyTorch (off by default: float32 throughout)")
+    parser.add_argument("--output", default=str(HERE / "results" / "gpu.json"))
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPU cores, Python "
+          f"{platform.python_version()}")
+    status = gpu_status()
+    for name, why in status.items():
+        print(f"{name}: {'usable' if why is None else 'skipped: ' + why}")
+    if args.tf32 and status["torch eager (cuda)"] is None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = True
+    x, y = (np.asarray(a) for a in portamlp.datasets.load_mnist("train", backend="numpy"))
+    xt, yt = (np.asarray(a) for a in portamlp.datasets.load_mnist("test", backend="numpy"))
+    if args.quick:
+        x, y, xt, yt = x[:2048], y[:2048], xt[:500], yt[:500]
+    data = (x, y, xt, yt)
+    peers = [("portamlp (cupy)", run_portamlp, "cupy"),
+             ("torch eager (cuda)", run_torch_cuda, None),
+             ("portamlp (numpy, host CPUs)", run_portamlp, "numpy")]
+    report = {"quick": args.quick, "status": status, "rows": []}
+    for cfg in CONFIGS:
+        cfg = dict(cfg, n_train=min(cfg["n_train"], x.shape[0]))
+        if args.quick and cfg["layers"][1] > 1000:
+            cfg["layers"] = (784, 256, 256, 10)  # the wide shape's logic, at CPU-friendly size
+        flops = training_flops(cfg["layers"], cfg["n_train"])
+        print(f"\n### {cfg['name']} ({cfg['n_train']:,} images, "
+              f"{flops / 1e12:.3f} TFLOP per epoch)")
+        print("| peer | s / epoch | TFLOP/s | test accuracy |")
+        print("|---|---|---|---|")
+        row = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+               "results": {}}
+        for name, fn, backend in peers:
+            if status.get(name):
+                continue
+            seconds, acc = fn(cfg, data, repeats, backend)
+            row["results"][name] = {"seconds_per_epoch": seconds, "tflops": flops / seconds / 1e12,
+                                    "test_accuracy": acc}
+            print(f"| {name} | {seconds:.3f} | {flops / seconds / 1e12:.2f} | {acc:.2%} |",
+                  flush=True)
+        report["rows"].append(row)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

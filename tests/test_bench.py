@@ -1,0 +1,69 @@
+"""The benchmark scripts run (tiny settings) and report what they promise; no timing asserted."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _run(script, *args):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_compare_quick_reports_ratios_memory_and_import(tmp_path):
+    out_file = tmp_path / "compare.json"
+    out = _run("compare.py", "--quick", "--only", "784-30-10", "--output", str(out_file))
+    assert "OPENBLAS_CORETYPE is" in out and "| portamlp |" in out and "| numpy floor |" in out
+    report = json.loads(out_file.read_text())
+    row = report["rows"][0]["results"]
+    assert row["portamlp"]["ratio_to_portamlp"] == 1.0
+    assert row["numpy floor"]["seconds_per_epoch"] > 0
+    assert 0 < report["full_run_memory"]["peak_rss_mb"] < 10_000
+    assert report["import"]["heavy_modules"] == []
+    assert {r["peer"] for r in report["busy_core"]} >= {"portamlp, default threads",
+                                                         "numpy floor, 2 BLAS threads"}
+    assert set(report["time_to_98"]) == {"settings", "portamlp", "floor"}
+
+
+def test_gpu_script_runs_without_a_gpu(tmp_path):
+    import portamlp
+
+    out_file = tmp_path / "gpu.json"
+    out = _run("gpu.py", "--quick", "--output", str(out_file))
+    report = json.loads(out_file.read_text())
+    names = set().union(*(r["results"] for r in report["rows"]))
+    assert "portamlp (numpy, host CPUs)" in names
+    if portamlp.available_backends()["cupy"]:
+        assert "portamlp (cupy): skipped" in out and "portamlp (cupy)" not in names
+    assert all(r["results"]["portamlp (numpy, host CPUs)"]["tflops"] > 0 for r in report["rows"])
+
+
+def test_training_flops_counts_forward_and_backward():
+    from gpu import training_flops
+
+    # 2-layer 4-3-2: products 12 and 6; forward 2*18, weight grads 2*18, input grads 2*6
+    assert training_flops((4, 3, 2), 10) == 10 * (36 + 36 + 12)
+
+
+def test_floor_learns():
+    import numpy as np
+
+    import floor
+    import portamlp
+
+    x, y = portamlp.datasets.load_mnist("train", length=3000)
+    xt, yt = portamlp.datasets.load_mnist("test", length=500)
+    rng = np.random.default_rng(0)
+    ws, bs = floor.init((784, 30, 10), rng)
+    for _ in range(3):
+        floor.train_epoch(x, np.eye(10, dtype=np.float32)[y], ws, bs, None, lr=3.0, batch=10,
+                          rng=rng)
+    assert floor.accuracy(xt, yt, ws, bs) > 0.7
