@@ -19,16 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 import portamlp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
 
 ORIGINAL = dict(activation="sigmoid", cost="quadratic", init="normal", batch_size=10,
                 learning_rate=3.0, scale=256)
@@ -51,16 +51,6 @@ RUNS = [
 ]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def run(options, seeds, quick):

@@ -9,7 +9,8 @@ Stages, each timed separately (best of N, the in-memory cache emptied before eac
 * total: ``DeviceDataset.from_split`` for train and test, end to end, as training runs it.
 
 Targets: total ≤ 1 s on this 2-core machine; peak resident memory while staging ≤ 2.5 × the size
-of the final arrays. Memory is measured in fresh subprocesses (peak resident set before and after, and
+of the final arrays. Memory is measured in fresh subprocesses (peak resident set before and
+after, and
 tracemalloc's peak, which sees NumPy's allocations) so nothing loaded earlier hides the peak;
 the peak is read from ``VmHWM`` on Linux, as ``ru_maxrss`` carries over across ``exec``.
 
@@ -21,8 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import resource
 import struct
 import subprocess
@@ -42,21 +41,14 @@ from portamlp.datasets import (
     sources,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
+
 TARGET_SECONDS = 1.0
 TARGET_RATIO = 2.5
 SPLITS = ("train", "test")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def _timed(fn):
@@ -145,7 +137,8 @@ def measure_memory(mode: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is kept")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "load_mnist.json")
+    p.add_argument("--out", type=Path,
+                   default=Path(__file__).parent / "results" / "load_mnist.json")
     p.add_argument("--memory-child", choices=("rss", "tracemalloc"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -168,7 +161,8 @@ def main(argv=None) -> int:
         print(f"| {k.replace('_', ' ')} | {best[k]:.3f} |")
     print(f"| sum of the stages | {sum(best[k] for k in best if k != 'total'):.3f} |")
     print(f"| **total, end to end** (target ≤ {TARGET_SECONDS:g} s) | **{best['total']:.3f}** |")
-    print("\n| memory while staging train + test as float32 | MiB | × final arrays |\n|---|---:|---:|")
+    print("\n| memory while staging train + test as float32 | MiB | × final arrays |")
+    print("|---|---:|---:|")
     print(f"| final arrays (x float32 + y int64) | {final / mib:.1f} | 1.00 |")
     print(f"| staged, with one-hot targets | {rss['staged_bytes'] / mib:.1f} | "
           f"{rss['staged_bytes'] / final:.2f} |")

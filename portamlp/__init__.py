@@ -8,14 +8,21 @@ PyTorch tensors and any other Array API namespace::
     print(result.test_accuracy)
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from .backend import Backend, available_backends, get_backend
-from .errors import (DataFormatError, DeviceMemoryError, DivergenceError, ModelFormatError,
-                     PortamlpWarning, TrainingInterrupted)
+from .config import EpochRecord, TrainConfig, TrainResult
+from .errors import (
+    DataFormatError,
+    DeviceMemoryError,
+    DivergenceError,
+    ModelFormatError,
+    PortamlpWarning,
+    TrainingInterrupted,
+)
 from .io import load
 from .network import Network
-from .config import EpochRecord, TrainConfig, TrainResult
 from .train import train
 
 try:

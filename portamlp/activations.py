@@ -7,8 +7,9 @@ recomputing an exponential in backpropagation. Only Array API functions are used
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 

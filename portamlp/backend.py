@@ -134,7 +134,7 @@ def _namespace(name: str) -> Any:
     return importlib.import_module(f"array_api_compat.{name}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _numpy_namespace():
     """``array_api_compat.numpy`` with one hot function made cheaper.
 

@@ -173,6 +173,7 @@ def run_record_path(model_path: Path) -> Path:
 
 def cmd_train(args) -> int:
     import portamlp
+
     from .io import atomic_write_bytes
     from .provenance import environment
 

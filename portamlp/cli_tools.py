@@ -72,6 +72,7 @@ def _run_record(model: Path) -> dict:
 
 def _model_and_data(args):
     import portamlp
+
     from .datasets import load
 
     net = portamlp.load(args.model, backend=args.backend)
@@ -126,6 +127,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     import portamlp
+
     from .backend import to_numpy
     from .datasets.loading import scale_images
 
@@ -177,6 +179,7 @@ def cmd_predict(args) -> int:
 
 def cmd_info(args) -> int:
     import portamlp
+
     from .provenance import environment
 
     env = environment()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .activations import ACTIVATIONS
 from .datasets.loading import _check_scale
@@ -14,13 +14,17 @@ from .losses import COSTS
 from .network import INITS, check_layers
 from .optim import OPTIMIZERS
 
+if TYPE_CHECKING:
+    from .network import Network
+
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "SCHEDULES"]
 
 #: Learning-rate schedules: the rate used in each epoch (1-based) of ``epochs``.
 SCHEDULES = {
     "constant": lambda rate, epoch, epochs: rate,
     # half a cosine from the full rate in the first epoch down towards 0 in the last
-    "cosine": lambda rate, epoch, epochs: 0.5 * rate * (1.0 + math.cos(math.pi * (epoch - 1) / epochs)),
+    "cosine": lambda rate, epoch, epochs: 0.5 * rate * (
+        1.0 + math.cos(math.pi * (epoch - 1) / epochs)),
 }
 
 
@@ -82,7 +86,8 @@ class TrainConfig:
             raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam keeps its own "
                              "moment estimates")
         if not isinstance(self.dataset, str):
-            raise TypeError(f"dataset must be a name such as 'mnist' or a folder, got {self.dataset!r}")
+            raise TypeError("dataset must be a name such as 'mnist' or a folder, got "
+                            f"{self.dataset!r}")
         object.__setattr__(self, "scale", _check_scale(self.scale))
         _check_int("seed", self.seed, minimum=0, optional=True)
         _check_int("threads", self.threads, minimum=1, optional=True)

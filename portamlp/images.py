@@ -19,7 +19,8 @@ def _pil():
     try:
         from PIL import Image
     except ImportError:
-        raise ImportError('reading image files needs Pillow: pip install "portamlp[images]"') from None
+        raise ImportError(
+            'reading image files needs Pillow: pip install "portamlp[images]"') from None
     return Image
 
 

@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from . import safetensors
 from .activations import ACTIVATIONS
 from .backend import Backend
 from .errors import ModelFormatError
 from .losses import COSTS
-from . import safetensors
 
 __all__ = ["save", "load", "atomic_write_bytes", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -210,7 +210,8 @@ def _from_portamlp(doc, path):
     layers = _check_layers_field(_field(doc, "layers", path, list), path)
     activation = _field(doc, "activation", path, str)
     if activation not in ACTIVATIONS:
-        raise _fail(path, f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        raise _fail(path, f"unknown activation {activation!r}; expected one of "
+                          f"{sorted(ACTIVATIONS)}")
     cost = _field(doc, "cost", path, str)
     if cost not in COSTS:
         raise _fail(path, f"unknown cost {cost!r}; expected one of {sorted(COSTS)}")

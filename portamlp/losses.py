@@ -10,8 +10,9 @@ Every function takes the namespace ``xp`` first and uses only Array API function
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .activations import Activation
 

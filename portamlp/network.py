@@ -13,7 +13,8 @@ that one seed gives the same initial network on every backend.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, to_numpy
@@ -35,14 +36,17 @@ def check_layers(layers: Any) -> tuple[int, ...]:
         try:
             layers = [int(s) for s in layers.replace(" ", "").split(",") if s]
         except ValueError:
-            raise ValueError(f"layers={layers!r} is not a comma-separated list of integers") from None
+            raise ValueError(
+                f"layers={layers!r} is not a comma-separated list of integers") from None
     try:
         sizes = tuple(layers)
     except TypeError:
-        raise TypeError(f"layers must be a sequence of integers such as (784, 30, 10), got {layers!r}") from None
+        raise TypeError("layers must be a sequence of integers such as (784, 30, 10), got "
+                        f"{layers!r}") from None
     if len(sizes) < 2:
         raise ValueError(
-            f"layers={list(sizes)!r} needs at least 2 sizes (inputs and outputs), e.g. (784, 30, 10)"
+            f"layers={list(sizes)!r} needs at least 2 sizes (inputs and outputs), "
+            "e.g. (784, 30, 10)"
         )
     for s in sizes:
         if not is_integer(s):
@@ -87,7 +91,7 @@ class Network:
     def initialize(cls, layers: Sequence[int], *, activation: str = "sigmoid",
                    cost: str = "quadratic", init: str = "auto", dtype: str = "float32",
                    seed: Any = None,
-                   backend: str | Backend | None = None, device: Any = None) -> "Network":
+                   backend: str | Backend | None = None, device: Any = None) -> Network:
         """A network with random initial weights, drawn on the host and moved to the backend.
 
         Parameters
@@ -123,7 +127,7 @@ class Network:
     def from_arrays(cls, weights: Sequence[Any], biases: Sequence[Any], *,
                     activation: str = "sigmoid", cost: str = "quadratic",
                     backend: str | Backend | None = None, device: Any = None,
-                    dtype: str | None = None) -> "Network":
+                    dtype: str | None = None) -> Network:
         """Build a network from given parameters (host or device arrays).
 
         Parameters
@@ -347,7 +351,7 @@ class Network:
         return [g * scale for g in grads[0::2]], [g * scale for g in grads[1::2]]
 
     # ----------------------------------------------------------------- conversions
-    def to(self, backend: str | Backend | None = None, device: Any = None) -> "Network":
+    def to(self, backend: str | Backend | None = None, device: Any = None) -> Network:
         """A copy of this network on another backend or device."""
         return Network.from_arrays(
             [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases],
@@ -355,7 +359,7 @@ class Network:
             dtype=self.dtype,
         )
 
-    def copy(self) -> "Network":
+    def copy(self) -> Network:
         """An independent copy on the same backend and device."""
         return self.to(self.backend)
 

@@ -6,8 +6,8 @@ with the non-interactive Agg canvas, so no window opens and no global backend is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -94,7 +94,8 @@ def decode(data: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarray],
         expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64)) if shape else dtype.itemsize
         if offsets[1] - offsets[0] != expected:
             raise _fail(source, f"tensor {name!r}: shape {shape} of {dtype_name} needs "
-                                f"{expected:,} bytes, data_offsets span {offsets[1] - offsets[0]:,}")
+                                f"{expected:,} bytes, data_offsets span "
+                                f"{offsets[1] - offsets[0]:,}")
         spans.append((offsets[0], offsets[1], name))
         tensors[name] = np.frombuffer(body[offsets[0]:offsets[1]], dtype=dtype).reshape(shape)
     position = 0

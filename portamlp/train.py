@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .backend import Backend, describe_bytes, get_backend, is_out_of_memory
 from .checkpoint import arrays_to_backend, checkpoint_path, load_checkpoint, save_checkpoint
@@ -26,8 +27,7 @@ from .datasets.loading import n_classes, scale_images
 from .datasets.sources import read_split
 from .datasets.staging import DeviceDataset
 from .errors import DeviceMemoryError, DivergenceError, PortamlpWarning, TrainingInterrupted
-from .host import (epoch_loss, fresh_seed, make_rng, never_predicted, rng_state,
-                   set_rng_state)
+from .host import epoch_loss, fresh_seed, make_rng, never_predicted, rng_state, set_rng_state
 from .network import Network
 from .optim import make_optimizer
 from .threads import limit_blas_threads

@@ -14,7 +14,7 @@ def test_available_backends_reports_every_backend():
     avail = portamlp.available_backends()
     assert set(avail) == set(BACKEND_NAMES)
     assert avail["numpy"] is None and avail["array_api_strict"] is None
-    for name, reason in avail.items():
+    for reason in avail.values():
         assert reason is None or (isinstance(reason, str) and reason)
 
 
@@ -50,7 +50,8 @@ def test_unknown_backend_names_it_and_lists_usable_ones():
 def test_unusable_backend_says_how_to_install(monkeypatch):
     from portamlp import backend as bmod
 
-    monkeypatch.setattr(bmod, "_probe", lambda name: "CuPy is not installed" if name == "cupy" else None)
+    monkeypatch.setattr(bmod, "_probe",
+                        lambda name: "CuPy is not installed" if name == "cupy" else None)
     with pytest.raises(ValueError) as info:
         portamlp.get_backend("cupy")
     msg = str(info.value)

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -54,16 +52,17 @@ def test_training_flops_counts_forward_and_backward():
 
 
 def test_floor_learns():
+    import floor
     import numpy as np
 
-    import floor
     import portamlp
 
     x, y = portamlp.datasets.load_mnist("train", length=3000)
     xt, yt = portamlp.datasets.load_mnist("test", length=500)
     rng = np.random.default_rng(0)
-    ws, bs = floor.init((784, 30, 10), rng)
+    ws, bs = floor.init((784, 30, 10), rng, he=True)
+    vs = [(np.zeros_like(w), np.zeros_like(b)) for w, b in zip(ws, bs)]
     for _ in range(3):
-        floor.train_epoch(x, np.eye(10, dtype=np.float32)[y], ws, bs, None, lr=3.0, batch=10,
-                          rng=rng)
-    assert floor.accuracy(xt, yt, ws, bs) > 0.7
+        floor.train_epoch(x, np.eye(10, dtype=np.float32)[y], ws, bs, vs, lr=0.05, batch=20,
+                          rng=rng, relu=True, softmax=True, mu=0.9)
+    assert floor.accuracy(xt, yt, ws, bs, relu=True) > 0.85

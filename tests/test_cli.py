@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +80,7 @@ def test_predict_a_png_of_a_test_image(trained):
         assert result["prediction"] == labels[i]
         assert abs(sum(result["probabilities"]) - 1) < 1e-4
     out = run("predict", "net.json", "--index", "0", cwd=d).stdout
-    assert out.startswith(f"test image 0: ") and f"(label {labels[0]})" in out
+    assert out.startswith("test image 0: ") and f"(label {labels[0]})" in out
 
 
 def test_plot_writes_training_curves(trained):

@@ -76,7 +76,8 @@ def make_dataset(directory: Path, rng, n_train=12, n_test=6, compress=True, seed
 
 # --------------------------------------------------------------------------- round trips
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
-@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4), (2, 1, 3, 2)], ids=lambda s: f"{len(s)}d")
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4), (2, 1, 3, 2)],
+                         ids=lambda s: f"{len(s)}d")
 @pytest.mark.parametrize("code", sorted(IDX_TYPES), ids=lambda c: IDX_TYPES[c].name)
 def test_round_trip_every_type_and_rank(tmp_path, rng, code, shape, compress):
     dtype = IDX_TYPES[code].newbyteorder("=")
@@ -222,7 +223,8 @@ def _traced_read(path: Path):
 _SLACK = 512 << 10  # interpreter and gzip module buffers
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(code=st.one_of(st.sampled_from(sorted(IDX_TYPES)), st.integers(0, 255)),
        dims=st.lists(st.one_of(st.integers(0, 8), st.integers(0, 2**32 - 1)), max_size=6),
        ndim_lie=st.one_of(st.none(), st.integers(0, 255)),
@@ -239,7 +241,8 @@ def test_fuzz_random_headers(tmp_path, code, dims, ndim_lie, body, magic, compre
         assert array.nbytes <= could_hold
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), n_flips=st.integers(1, 6), cut=st.integers(0, 40),
        extra=st.binary(max_size=8), compress=st.booleans(), in_header=st.booleans(),
        damage_gzip=st.booleans())
@@ -248,7 +251,8 @@ def test_fuzz_mutated_files(tmp_path, seed, n_flips, cut, extra, compress, in_he
     code = int(rng.choice(sorted(IDX_TYPES)))
     a = _random_array(rng, IDX_TYPES[code].newbyteorder("="), (3, 4, 5))
     payload = bytearray(_header(code, a.shape) + a.astype(IDX_TYPES[code]).tobytes())
-    data = bytearray(gzip.compress(bytes(payload), mtime=0)) if compress and damage_gzip else payload
+    data = (bytearray(gzip.compress(bytes(payload), mtime=0)) if compress and damage_gzip
+            else payload)
     span = 16 if in_header and not (compress and damage_gzip) else len(data)
     for pos in rng.integers(0, span, size=n_flips):
         data[pos] = int(rng.integers(0, 256))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from portamlp.backend import to_numpy
-from portamlp.optim import Adam, SGD, make_optimizer
+from portamlp.optim import SGD, Adam, make_optimizer
 
 
 def _setup(backend, rng):

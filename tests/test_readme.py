@@ -59,7 +59,31 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
 
     monkeypatch.setattr(portamlp, "train", small_train)
     monkeypatch.chdir(tmp_path)
+    if "torch" in code:
+        pytest.importorskip("torch")
+        pytest.importorskip("safetensors")
+    if "fashion-mnist" in code or "read_idx" in code:
+        _fake_fashion(tmp_path, monkeypatch)
     exec(compile(code, f"README block {index}", "exec"), {"__name__": "readme"})
+
+
+def _fake_fashion(tmp_path, monkeypatch):
+    """A small data set laid out like Fashion-MNIST's, found through $PORTAMLP_DATA, and an
+    IDX file in the working directory (what the README's data-set block reads)."""
+    import numpy as np
+
+    from portamlp.datasets import write_idx
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 120), ("t10k", 20)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(
+        (folder / "train-images-idx3-ubyte.gz").read_bytes())
+    monkeypatch.setenv("PORTAMLP_DATA", str(tmp_path / "data"))
 
 
 @pytest.mark.skipif(os.environ.get("PORTAMLP_SKIP_INSTALL_TEST") == "1",

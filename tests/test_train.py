@@ -8,7 +8,6 @@ import pytest
 
 import portamlp
 from portamlp import Network, PortamlpWarning
-from portamlp.backend import to_numpy
 
 SMALL = dict(train_length=5000, validation_length=1000, test_length=1000)
 

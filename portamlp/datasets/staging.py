@@ -1,4 +1,4 @@
-"""Device staging: a split put on the device once, served as mini-batches by device-side ``take``."""
+"""Device staging: a split put on the device once, served as mini-batches by device ``take``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ class DeviceDataset:
         if x.shape[0] != labels.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but labels has {labels.shape[0]}; "
                              "they must agree")
-        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        if (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
+                or n_classes < 1):
             raise ValueError(f"n_classes={n_classes!r} must be a positive integer")
         xp = backend.xp
         self.backend = backend
