@@ -29,7 +29,7 @@ def test_readme_shows_the_two_setup_commands():
     assert "pip install . && portamlp" in bash[0]
     assert bash[1] == 'pip install -e ".[test]" && python -m pytest'
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m pytest" in ci and '-e ".[test' in ci
+    assert "python -m pytest" in ci and 'pip install --quiet -e ".[test]"' in ci
 
 
 def test_command_line_section_runs_in_order(tmp_path):
