@@ -1,5 +1,6 @@
-"""What the benchmarks print about the machine they ran on."""
+"""What the benchmarks share: the machine they ran on, and writing their JSON report."""
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -19,3 +20,11 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"NumPy {np.__version__}")
+
+
+def write_report(path, report: dict) -> None:
+    """Write a benchmark's report as JSON (creating the folder) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")

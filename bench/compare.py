@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import floor  # noqa: E402
-from _machine import machine  # noqa: E402
+from _machine import machine, write_report  # noqa: E402
 
 import portamlp  # noqa: E402
 
@@ -369,10 +369,7 @@ def main(argv=None):
         print(f"- {row['peer']}: {row['seconds_per_epoch']:.3f} s / epoch")
     report["busy_core"] = busy
 
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {out}")
+    write_report(args.output, report)
     return report
 
 

@@ -15,7 +15,6 @@ still run, so the script's logic is exercised everywhere:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,8 @@ import numpy as np
 import portamlp
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import write_report  # noqa: E402
 
 CONFIGS = [
     dict(name="784-100-50-10, sigmoid, batch 10", layers=(784, 100, 50, 10), relu=False,
@@ -158,10 +159,7 @@ def main(argv=None):
             print(f"| {name} | {seconds:.3f} | {flops / seconds / 1e12:.2f} | {acc:.2%} |",
                   flush=True)
         report["rows"].append(row)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {out}")
+    write_report(args.output, report)
     return report
 
 

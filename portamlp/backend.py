@@ -229,6 +229,10 @@ def available_backends() -> dict[str, str | None]:
     return {name: _probe(name) for name in BACKEND_NAMES}
 
 
+def _usable() -> list[str]:
+    return [n for n, why in available_backends().items() if why is None]
+
+
 def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
     """Select an array backend.
 
@@ -261,16 +265,14 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
     if name == "auto":
         name = "cupy" if _probe("cupy") is None else "numpy"
     if name not in BACKEND_NAMES:
-        usable = [n for n, why in available_backends().items() if why is None]
         raise ValueError(
             f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES) + ['auto']} "
-            f"(usable here: {usable})"
+            f"(usable here: {_usable()})"
         )
     reason = _probe(name)
     if reason is not None:
-        usable = [n for n, why in available_backends().items() if why is None]
         raise ValueError(
-            f"backend {name!r} is not usable here: {reason}. Usable here: {usable}. "
+            f"backend {name!r} is not usable here: {reason}. Usable here: {_usable()}. "
             f"To install it: {_INSTALL_HINTS[name]}"
         )
     xp = _namespace(name)

@@ -295,8 +295,19 @@ def train(*, x=None, y=None, validation_data=None, test_data=None, network: Netw
         position = {k: ckpt.state[k] for k in position}
     run = _Run(net, opt, train_set, val_set, cfg, rng, progress, callbacks,
                None if checkpoint is None else Path(checkpoint), own_data=x is not None)
-    with limit_blas_threads(be.name, cfg.layers, cfg.batch_size, cfg.threads):
-        history, stopped = run.epochs(position)
+    try:
+        with limit_blas_threads(be.name, cfg.layers, cfg.batch_size, cfg.threads):
+            history, stopped = run.epochs(position)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        itemsize = 8 if cfg.dtype == "float64" else 4
+        per_step = 3 * cfg.batch_size * sum(cfg.layers) * itemsize  # z, a and δ of every layer
+        raise DeviceMemoryError(
+            f"out of memory during a training step on {be.name} {be.device}: a mini-batch of "
+            f"{cfg.batch_size} through layers {list(cfg.layers)} needs about "
+            f"{describe_bytes(per_step)} of activations and gradients besides the parameters; "
+            "use a smaller batch_size or smaller layers") from exc
     test_accuracy = None
     if test_set is not None:
         test_accuracy, _ = _accuracy_and_missing(net, test_set)

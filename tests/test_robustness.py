@@ -239,3 +239,13 @@ def test_train_either_trains_or_raises_value_or_type_error(opts, with_validation
         return
     assert isinstance(result.network, Network)
     assert len(result.history) == result.config.epochs
+
+
+def test_out_of_memory_during_a_step_is_explained(monkeypatch):
+    def exhausted(self, x, y, with_loss=True):
+        raise MemoryError("Unable to allocate 3.2 GiB for an array")
+
+    monkeypatch.setattr(Network, "_backprop", exhausted)
+    with pytest.raises(portamlp.DeviceMemoryError, match=r"batch of 10 through layers \[784, "
+                                                         r"30, 10\].*smaller batch_size"):
+        portamlp.train(epochs=1, train_length=100, validation_length=0, test_length=0)
