@@ -81,3 +81,22 @@ def test_import_is_light():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_numpy_namespace_fast_paths_match_the_standard():
+    import array_api_compat.numpy as compat
+
+    xp = portamlp.get_backend("numpy").xp
+    rng = np.random.default_rng(0)
+    for a in (rng.standard_normal((4, 5)).astype(np.float32), rng.integers(0, 9, (4, 5)),
+              rng.integers(0, 9, (4, 5)).astype(np.int8)):
+        for axis in (None, 0, 1, (0, 1)):
+            for keepdims in (False, True):
+                got = xp.sum(a, axis=axis, keepdims=keepdims)
+                want = compat.sum(a, axis=axis, keepdims=keepdims)
+                assert got.dtype == want.dtype and np.shape(got) == np.shape(want)
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+        idx = np.array([3, 0, 3])
+        np.testing.assert_array_equal(xp.take(a, idx, axis=0), compat.take(a, idx, axis=0))
+        np.testing.assert_array_equal(xp.take(a, idx, axis=1), compat.take(a, idx, axis=1))
+    assert xp.sum(np.ones(3, dtype=np.float32), dtype=xp.float64).dtype == np.float64
