@@ -28,7 +28,7 @@ from pathlib import Path
 import portamlp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _common import machine  # noqa: E402
 
 ORIGINAL = dict(activation="sigmoid", cost="quadratic", init="normal", batch_size=10,
                 learning_rate=3.0, scale=256)

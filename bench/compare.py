@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import floor  # noqa: E402
-from _machine import machine, write_report  # noqa: E402
+from _common import machine, write_report  # noqa: E402
+from _common import run_torch as run_torch_on  # noqa: E402
 
 import portamlp  # noqa: E402
 
@@ -96,38 +97,7 @@ def run_floor(cfg, data, repeats, threads=None):
 
 
 def run_torch(cfg, data, repeats, threads=2):
-    import torch
-
-    torch.set_num_threads(threads or 2)
-    torch.manual_seed(0)
-    x, y, xt, yt = data
-    X, Y = torch.from_numpy(x[:cfg["n_train"]]), torch.from_numpy(y[:cfg["n_train"]])
-    onehot = torch.nn.functional.one_hot(Y, 10).float()
-    mods = []
-    for i, (a, b) in enumerate(zip(cfg["layers"][:-1], cfg["layers"][1:])):
-        mods.append(torch.nn.Linear(a, b))
-        if i < len(cfg["layers"]) - 2 or not cfg["relu"]:
-            mods.append(torch.nn.ReLU() if cfg["relu"] else torch.nn.Sigmoid())
-    model = torch.nn.Sequential(*mods)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
-    n, batch, times = X.shape[0], cfg["batch"], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        perm = torch.randperm(n)
-        for k in range(0, n, batch):
-            idx = perm[k:k + batch]
-            out = model(X[idx])
-            if cfg["relu"]:
-                loss = torch.nn.functional.cross_entropy(out, Y[idx])
-            else:
-                loss = 0.5 * ((out - onehot[idx]) ** 2).sum() / len(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - start)
-    with torch.no_grad():
-        acc = float((model(torch.from_numpy(xt)).argmax(1).numpy() == yt).mean())
-    return min(times), acc
+    return run_torch_on(cfg, data, repeats, device="cpu", threads=threads or 2)
 
 
 def run_sklearn(cfg, data, repeats, threads=None):

@@ -18,7 +18,6 @@ import argparse
 import os
 import platform
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import portamlp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _machine import write_report  # noqa: E402
+from _common import run_torch, write_report  # noqa: E402
 
 CONFIGS = [
     dict(name="784-100-50-10, sigmoid, batch 10", layers=(784, 100, 50, 10), relu=False,
@@ -78,38 +77,7 @@ def run_portamlp(cfg, data, repeats, backend):
 
 
 def run_torch_cuda(cfg, data, repeats, backend=None):
-    import torch
-
-    dev = torch.device("cuda")
-    x, y, xt, yt = data
-    X = torch.from_numpy(x[:cfg["n_train"]]).to(dev)
-    Y = torch.from_numpy(y[:cfg["n_train"]]).to(dev)
-    onehot = torch.nn.functional.one_hot(Y, 10).float()
-    mods = []
-    for i, (a, b) in enumerate(zip(cfg["layers"][:-1], cfg["layers"][1:])):
-        mods.append(torch.nn.Linear(a, b))
-        if i < len(cfg["layers"]) - 2 or not cfg["relu"]:
-            mods.append(torch.nn.ReLU() if cfg["relu"] else torch.nn.Sigmoid())
-    model = torch.nn.Sequential(*mods).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
-    n, batch, times = X.shape[0], cfg["batch"], []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        perm = torch.randperm(n, device=dev)
-        for k in range(0, n, batch):
-            idx = perm[k:k + batch]
-            out = model(X[idx])
-            loss = (torch.nn.functional.cross_entropy(out, Y[idx]) if cfg["relu"]
-                    else 0.5 * ((out - onehot[idx]) ** 2).sum() / len(idx))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    with torch.no_grad():
-        pred = model(torch.from_numpy(xt).to(dev)).argmax(1).cpu().numpy()
-    return min(times), float((pred == yt).mean())
+    return run_torch(cfg, data, repeats, device="cuda")
 
 
 def main(argv=None):

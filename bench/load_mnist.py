@@ -42,7 +42,7 @@ from portamlp.datasets import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _common import machine  # noqa: E402
 
 TARGET_SECONDS = 1.0
 TARGET_RATIO = 2.5
