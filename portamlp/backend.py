@@ -185,11 +185,29 @@ def _resolve_device(name: str, xp: Any, device: Any) -> Any:
         return "cpu"
     if name == "cupy":
         cupy = importlib.import_module("cupy")
-        if isinstance(device, str):
-            device = int(device.split(":")[-1]) if ":" in device else 0
-        return device if isinstance(device, cupy.cuda.Device) else cupy.cuda.Device(int(device))
+        if isinstance(device, cupy.cuda.Device):
+            return device
+        try:
+            index = int(device.split(":")[-1]) if isinstance(device, str) and ":" in device \
+                else (0 if device in ("cuda", "gpu") else int(device))
+        except (TypeError, ValueError):
+            raise ValueError(f"device={device!r} is not a CUDA device; use 0, 1, ... or "
+                             "'cuda:1'") from None
+        count = cupy.cuda.runtime.getDeviceCount()
+        if not 0 <= index < count:
+            raise ValueError(f"device={device!r} does not exist: this machine has {count} CUDA "
+                             f"device(s), 0 to {count - 1}")
+        return cupy.cuda.Device(index)
     if name == "torch":
-        return importlib.import_module("torch").device(device)
+        torch = importlib.import_module("torch")
+        try:
+            dev = torch.device(device)
+            if dev.type == "cuda" and dev.index is None:  # arrays report "cuda:0", not "cuda"
+                dev = torch.device("cuda", torch.cuda.current_device())
+            torch.empty(0, device=dev)  # fails now, with a clear message, if it is unusable
+        except (RuntimeError, AssertionError, TypeError) as exc:
+            raise ValueError(f"device={device!r} is not usable with torch: {exc}") from None
+        return dev
     devices = xp.__array_namespace_info__().devices()
     for d in devices:
         if device == d or str(device) in (str(d), repr(d), getattr(d, "_device", None)):

@@ -100,3 +100,15 @@ def test_numpy_namespace_fast_paths_match_the_standard():
         np.testing.assert_array_equal(xp.take(a, idx, axis=0), compat.take(a, idx, axis=0))
         np.testing.assert_array_equal(xp.take(a, idx, axis=1), compat.take(a, idx, axis=1))
     assert xp.sum(np.ones(3, dtype=np.float32), dtype=xp.float64).dtype == np.float64
+
+
+def test_unusable_torch_device_is_a_value_error():
+    if portamlp.available_backends()["torch"]:
+        pytest.skip("torch is not installed")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda' is not usable with torch"):
+            portamlp.get_backend("torch", "cuda")
+    with pytest.raises(ValueError, match="'tpu9'"):
+        portamlp.get_backend("torch", "tpu9")
