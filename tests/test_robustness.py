@@ -92,7 +92,10 @@ def test_signal_mid_epoch_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
     child = subprocess.Popen([sys.executable, str(script), str(ckpt)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
-    time.sleep(random.uniform(0.8, 1.6))  # MNIST staged, somewhere in the first epochs
+    deadline = time.time() + 60  # the first checkpoint: the handlers are in place
+    while not checkpoint_path(ckpt).exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.02, 0.15))  # somewhere inside epoch 2 (about 0.2 s long)
     child.send_signal(sig)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 3, out + err
