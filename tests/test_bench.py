@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -66,3 +68,17 @@ def test_floor_learns():
         floor.train_epoch(x, np.eye(10, dtype=np.float32)[y], ws, bs, vs, lr=0.05, batch=20,
                           rng=rng, relu=True, softmax=True, mu=0.9)
     assert floor.accuracy(xt, yt, ws, bs, relu=True) > 0.85
+
+
+def test_load_benchmark_reports_stages_and_memory(tmp_path):
+    out_file = tmp_path / "load.json"
+    out = _run("load_mnist.py", "--repeat", "1", "--out", str(out_file))
+    assert "total, end to end" in out and "peak RSS increase" in out
+    report = json.loads(out_file.read_text())
+    assert report and out_file.stat().st_size > 100
+
+
+def test_profile_script_prints_a_call_tree():
+    pytest.importorskip("pyinstrument")
+    out = _run("profile_step.py", "--epochs", "1")
+    assert "_backprop" in out and "seconds per epoch" in out
