@@ -27,58 +27,42 @@ def softmax(xp, z):
 
 @dataclass(frozen=True)
 class Cost:
-    """A cost: output activation, batch-summed value and output-layer delta."""
+    """A cost: output activation, and the batch-summed value with the output-layer delta."""
 
     name: str
     #: ``output(xp, z, hidden_activation) -> a``: the output layer's activation.
     output: Callable[[Any, Any, Activation], Any]
-    #: ``value(xp, a, y) -> 0-d array``: the cost summed over the batch.
-    value: Callable[[Any, Any, Any], Any]
-    #: ``delta(xp, z, a, y, hidden_activation) -> δᴸ`` of shape (n, k).
-    delta: Callable[[Any, Any, Any, Any, Activation], Any]
-    #: ``value_and_delta(xp, z, a, y, act, with_value) -> (raw value or None, δᴸ)`` for the
-    #: training loop: it shares work between the two, and its value is the batch-summed cost
-    #: divided by ``value_scale`` (one constant multiplication per epoch instead of per batch).
+    #: ``value_and_delta(xp, z, a, y, act, with_value) -> (raw value or None, δᴸ)``: one pass
+    #: shares work between the two; the raw value is the batch-summed cost divided by
+    #: ``value_scale`` (the training loop multiplies once per epoch instead of per batch).
     value_and_delta: Callable[..., tuple]
     value_scale: float = 1.0
+
+    def value(self, xp, a, y):
+        """The cost summed over the batch (0-d array), from output activations ``a``."""
+        raw, _ = self.value_and_delta(xp, None, a, y, None, True)
+        return self.value_scale * raw
 
 
 def _quadratic_output(xp, z, act):
     return act.f(xp, z)
 
 
-def _quadratic_value(xp, a, y):
-    d = a - y
-    return 0.5 * xp.sum(d * d)
-
-
-def _quadratic_delta(xp, z, a, y, act):
-    return (a - y) * act.f_prime(xp, z, a)
-
-
 def _quadratic_value_and_delta(xp, z, a, y, act, with_value):
     d = a - y
     value = xp.sum(d * d) if with_value else None  # times value_scale = 0.5
-    return value, d * act.f_prime(xp, z, a)
+    # act is None when only the value is wanted (Cost.value): then no delta is computed
+    return value, (d * act.f_prime(xp, z, a) if act is not None else None)
 
 
 def _ce_output(xp, z, act):
     return softmax(xp, z)
 
 
-def _ce_value(xp, a, y):
-    # a is the softmax output; clip away exact zeros so log stays finite.
-    tiny = float(xp.finfo(a.dtype).smallest_normal)
-    return -xp.sum(y * xp.log(xp.clip(a, tiny, None)))
-
-
-def _ce_delta(xp, z, a, y, act):
-    return a - y
-
-
 def _ce_value_and_delta(xp, z, a, y, act, with_value):
     if not with_value:
         return None, a - y
+    # a is the softmax output; clip away exact zeros so log stays finite.
     tiny = float(xp.finfo(a.dtype).smallest_normal)
     return xp.sum(y * xp.log(xp.clip(a, tiny, None))), a - y  # times value_scale = -1
 
@@ -86,9 +70,8 @@ def _ce_value_and_delta(xp, z, a, y, act, with_value):
 COSTS: dict[str, Cost] = {
     c.name: c
     for c in (
-        Cost("quadratic", _quadratic_output, _quadratic_value, _quadratic_delta,
-             _quadratic_value_and_delta, 0.5),
-        Cost("cross_entropy", _ce_output, _ce_value, _ce_delta, _ce_value_and_delta, -1.0),
+        Cost("quadratic", _quadratic_output, _quadratic_value_and_delta, 0.5),
+        Cost("cross_entropy", _ce_output, _ce_value_and_delta, -1.0),
     )
 }
 
