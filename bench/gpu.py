@@ -52,7 +52,8 @@ def training_flops(layers, n_samples: int) -> float:
 
 def gpu_status() -> dict[str, str | None]:
     """Why each GPU peer cannot run here (None: it can)."""
-    status = {"portamlp (cupy)": portamlp.available_backends()["cupy"]}
+    cupy = portamlp.available_backends()["cupy"]
+    status = {"portamlp (cupy)": None if cupy.usable else cupy.reason}
     try:
         import torch
 

@@ -64,7 +64,7 @@ def _paths():
 def stage_times() -> dict[str, float]:
     """One run of every stage, each on its own; seconds per stage."""
     paths = _paths()
-    sums = sources._embedded_sums()
+    sums = sources.embedded_sums()
     t_parse, arrays = _timed(lambda: {s: tuple(read_idx(p) for p in paths[s]) for s in SPLITS})
 
     def verify():

@@ -11,7 +11,8 @@ PyTorch tensors and any other Array API namespace::
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .backend import Backend, available_backends, get_backend
+from . import datasets
+from .backend import Backend, BackendStatus, available_backends, get_backend
 from .config import EpochRecord, TrainConfig, TrainResult
 from .errors import (
     DataFormatError,
@@ -21,8 +22,8 @@ from .errors import (
     PortamlpWarning,
     TrainingInterrupted,
 )
-from .io import load
 from .network import Network
+from .saving import load
 from .train import train
 
 try:
@@ -31,8 +32,8 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Backend", "available_backends", "get_backend", "Network", "train", "TrainConfig",
-    "TrainResult", "EpochRecord", "load", "DataFormatError", "ModelFormatError",
-    "DivergenceError", "DeviceMemoryError", "TrainingInterrupted", "PortamlpWarning",
-    "__version__",
+    "Backend", "BackendStatus", "available_backends", "get_backend", "Network", "train",
+    "TrainConfig", "TrainResult", "EpochRecord", "load", "datasets", "DataFormatError",
+    "ModelFormatError", "DivergenceError", "DeviceMemoryError", "TrainingInterrupted",
+    "PortamlpWarning", "__version__",
 ]

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import check_choice
+
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
 
@@ -67,10 +69,8 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def get_activation(name: str) -> Activation:
-    """Look up an activation by name (case-insensitive; ``"ReLU"`` and ``"Sigmoid"`` work)."""
+def get_activation(name: str | Activation) -> Activation:
+    """Look up an activation by its exact name (a near miss gets a suggestion)."""
     if isinstance(name, Activation):
         return name
-    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name.lower()]
+    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]

@@ -4,20 +4,33 @@ This is the only module that knows which array libraries exist. Everything else 
 :class:`Backend` (or an array) and works through ``backend.xp``, the namespace wrapped by
 ``array-api-compat``. Optional libraries (CuPy, PyTorch, array-api-strict) are imported only when
 a backend that needs them is asked for, so ``import portamlp`` stays light.
+
+CuPy creates arrays and launches kernels on the *current* CUDA device, whatever ``device=`` says
+to some of array-api-compat's wrappers; so every computing entry point of portamlp runs inside
+:meth:`Backend.activate`, which makes the backend's device current (a no-op for libraries that
+honour ``device=``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
+import re
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Backend", "get_backend", "available_backends", "BACKEND_NAMES", "backend_of",
-           "is_out_of_memory", "describe_bytes"]
+from .checks import check_dtype, is_integer, suggestion
+from .errors import DeviceMemoryError
+
+__all__ = ["Backend", "BackendStatus", "get_backend", "available_backends", "BACKEND_NAMES",
+           "backend_of", "library_of", "to_numpy", "is_out_of_memory", "describe_bytes",
+           "memory_phase", "parse_device"]
 
 #: Names accepted by :func:`get_backend`, besides ``"auto"``.
 BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
@@ -28,8 +41,6 @@ _INSTALL_HINTS = {
     "torch": 'pip install torch',
     "array_api_strict": 'pip install array-api-strict  (or pip install "portamlp[test]")',
 }
-
-_DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,32 +55,38 @@ class Backend:
         The Array API namespace (through ``array-api-compat`` where the library needs it).
     device : object
         The device arrays are created on, in the namespace's own terms.
+    device_context : callable, optional
+        ``device_context(device)`` returns a context manager that makes ``device`` the current
+        one, for libraries that create arrays on a current device (CuPy). None elsewhere.
     """
 
     name: str
     xp: Any
     device: Any
+    device_context: Callable[[Any], contextlib.AbstractContextManager] | None = None
+
+    def activate(self) -> contextlib.AbstractContextManager:
+        """A context manager in which the backend's device is the current device."""
+        if self.device_context is None:
+            return contextlib.nullcontext()
+        return self.device_context(self.device)
 
     def dtype(self, dtype: Any) -> Any:
-        """Return the namespace's floating dtype for ``"float32"``/``"float64"`` (or a dtype)."""
-        if isinstance(dtype, str):
-            if dtype not in _DTYPES:
-                raise ValueError(f"dtype={dtype!r} is not supported; use one of {_DTYPES}")
-            return getattr(self.xp, dtype)
-        if dtype is None:
-            return self.xp.float32
-        return dtype
+        """The namespace's floating dtype for ``"float32"``/``"float64"`` (or any dtype object of
+        that name, e.g. ``numpy.float64``); ``None`` means float32."""
+        return getattr(self.xp, check_dtype(dtype))
 
     def asarray(self, host_array: Any, dtype: Any = None) -> Any:
         """Move a host (NumPy-compatible) array to this backend's device, optionally casting it."""
         if dtype is not None:
             dtype = self.dtype(dtype)
-        if self.name == "array_api_strict" and isinstance(host_array, np.ndarray):
-            # array-api-strict accepts NumPy input only on its default device; hop through it.
-            cpu = self.xp.__array_namespace_info__().default_device()
-            a = self.xp.asarray(host_array, dtype=dtype, device=cpu)
-            return a if self.device == cpu else a.to_device(self.device)
-        return self.xp.asarray(host_array, dtype=dtype, device=self.device)
+        with self.activate():
+            if self.name == "array_api_strict" and isinstance(host_array, np.ndarray):
+                # array-api-strict accepts NumPy input only on its default device; hop through it.
+                cpu = self.xp.__array_namespace_info__().default_device()
+                a = self.xp.asarray(host_array, dtype=dtype, device=cpu)
+                return a if self.device == cpu else a.to_device(self.device)
+            return self.xp.asarray(host_array, dtype=dtype, device=self.device)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """Copy an array of this backend (or any supported library) to a NumPy array on the host."""
@@ -77,15 +94,25 @@ class Backend:
 
     def same_device(self, array: Any) -> bool:
         """True if ``array`` belongs to this backend's namespace and lives on its device."""
-        return _library_of(array) == self.name and _device_of(array) == self.device
+        return library_of(array) == self.name and _device_of(array) == self.device
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
 
+class BackendStatus(NamedTuple):
+    """Whether a backend works here; true when usable, else ``reason`` says why not."""
+
+    usable: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.usable
+
+
 def to_numpy(array: Any) -> np.ndarray:
     """Copy any supported array (NumPy, CuPy, PyTorch, array-api-strict) to a host NumPy array."""
-    lib = _library_of(array)
+    lib = library_of(array)
     if lib == "numpy":
         return np.asarray(array)
     if lib == "cupy":
@@ -99,12 +126,12 @@ def to_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def _library_of(array: Any) -> str:
-    """Name of the library an array comes from, judged by its type's module."""
+def library_of(array: Any) -> str:
+    """Name of the library an array comes from, judged by its type's module (``"numpy"``,
+    ``"cupy"``, ``"torch"``, ``"array_api_strict"``, or another module name)."""
     if isinstance(array, (np.ndarray, np.generic)):
         return "numpy"
-    module = type(array).__module__.split(".")[0]
-    return module
+    return type(array).__module__.split(".")[0]
 
 
 def _device_of(array: Any) -> Any:
@@ -116,22 +143,23 @@ def _device_of(array: Any) -> Any:
 
 def backend_of(array: Any) -> Backend:
     """The :class:`Backend` an existing array belongs to (its namespace and device)."""
-    lib = _library_of(array)
+    lib = library_of(array)
     if lib not in BACKEND_NAMES:
         raise TypeError(
             f"arrays of type {type(array).__module__}.{type(array).__name__} are not supported; "
-            f"use one of {BACKEND_NAMES}"
+            f"use one of {list(BACKEND_NAMES)}"
         )
-    return Backend(name=lib, xp=_namespace(lib), device=_device_of(array))
+    return get_backend(lib, _device_of(array))
 
 
-def _namespace(name: str) -> Any:
-    """Import and return the Array API namespace for a backend name."""
-    if name == "array_api_strict":
-        return importlib.import_module("array_api_strict")
-    if name == "numpy":
-        return _numpy_namespace()
-    return importlib.import_module(f"array_api_compat.{name}")
+def _with_overrides(module_name: str, doc: str, overrides: dict[str, Callable]) -> Any:
+    """A copy of a namespace module with some functions replaced."""
+    compat = importlib.import_module(module_name)
+    ns = types.ModuleType(f"portamlp.backend.{module_name.rsplit('.', 1)[-1]}_namespace", doc)
+    ns.__dict__.update({k: v for k, v in vars(compat).items()
+                        if not k.startswith("__") or k == "__array_api_version__"})
+    ns.__dict__.update(overrides)
+    return ns
 
 
 @functools.cache
@@ -141,15 +169,9 @@ def _numpy_namespace():
     ``numpy.sum`` and ``numpy.take`` spend about 0.8 and 1.5 µs per call in Python-level
     argument handling before they reach C; at batch size 10 a training step makes three sums
     and two takes, about 15 % of its time. For floating arrays without ``dtype=``,
-    ``numpy.add.reduce`` is the same reduction, and ``ndarray.take`` the same gather, without
-    that overhead. Everything else is the compat namespace.
+    ``numpy.add.reduce`` is the same reduction, and ``ndarray.take`` the same gather.
     """
-    import types
-
     compat = importlib.import_module("array_api_compat.numpy")
-    ns = types.ModuleType("portamlp.backend.numpy_namespace", _numpy_namespace.__doc__)
-    ns.__dict__.update({k: v for k, v in vars(compat).items()
-                        if not k.startswith("__") or k == "__array_api_version__"})
     add_reduce, compat_sum = np.add.reduce, compat.sum
 
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001
@@ -160,77 +182,125 @@ def _numpy_namespace():
     def take(x, indices, /, *, axis=None):
         return x.take(indices, axis=axis)
 
-    ns.sum = sum
-    ns.take = take
-    return ns
+    return _with_overrides("array_api_compat.numpy", _numpy_namespace.__doc__ or "",
+                           {"sum": sum, "take": take})
 
 
-def _default_device(name: str, xp: Any) -> Any:
+@functools.cache
+def _torch_namespace():
+    """``array_api_compat.torch`` with ``take`` as one ``index_select``.
+
+    The compat ``take`` wraps the indices in a ``where`` for negative values: three extra kernel
+    launches per call, two calls per mini-batch. portamlp's indices are never negative.
+    """
+    torch = importlib.import_module("torch")
+
+    def take(x, indices, /, *, axis=None):
+        return torch.index_select(x, 0 if axis is None else axis, indices)
+
+    return _with_overrides("array_api_compat.torch", _torch_namespace.__doc__ or "",
+                           {"take": take})
+
+
+def _namespace(name: str) -> Any:
+    """Import and return the Array API namespace for a backend name."""
+    if name == "array_api_strict":
+        return importlib.import_module("array_api_strict")
     if name == "numpy":
-        return "cpu"
-    if name == "cupy":
-        return importlib.import_module("cupy").cuda.Device()
+        return _numpy_namespace()
     if name == "torch":
-        return importlib.import_module("torch").device("cpu")
-    return xp.__array_namespace_info__().default_device()
+        return _torch_namespace()
+    return importlib.import_module(f"array_api_compat.{name}")
+
+
+_DEVICE_TEXT = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(device: Any) -> tuple[str, int | None]:
+    """A device written as text or an integer -> ``(kind, index)``.
+
+    ``"cpu"`` -> ``("cpu", None)``; ``"cuda"`` -> ``("cuda", None)`` (the current CUDA device);
+    ``"cuda:1"`` and ``1`` -> ``("cuda", 1)``. Anything else is a ValueError: no float, no bool,
+    no other spelling.
+    """
+    if is_integer(device):
+        if device < 0:
+            raise ValueError(f"device={device!r}: a CUDA device index is >= 0")
+        return "cuda", int(device)
+    if isinstance(device, str):
+        m = _DEVICE_TEXT.match(device.strip().lower())
+        if m:
+            return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
+    raise ValueError(f"device={device!r} is not a device; write 'cpu', 'cuda' (the current CUDA "
+                     "device), 'cuda:1' or 1")
 
 
 def _resolve_device(name: str, xp: Any, device: Any) -> Any:
     """Turn a user's device (None, a string, an int or a native device) into a native device."""
-    if device is None:
-        return _default_device(name, xp)
     if name == "numpy":
-        if device != "cpu":
-            raise ValueError(f"device={device!r} is not available for the numpy backend; use 'cpu'")
-        return "cpu"
+        if device is None or (not is_integer(device) and parse_device(device) == ("cpu", None)):
+            return "cpu"
+        raise ValueError(f"device={device!r} is not available for the numpy backend, which runs "
+                         "on the CPU; use device='cpu' or backend='cupy' for a GPU")
     if name == "cupy":
-        cupy = importlib.import_module("cupy")
-        if isinstance(device, cupy.cuda.Device):
-            return device
-        try:
-            index = int(device.split(":")[-1]) if isinstance(device, str) and ":" in device \
-                else (0 if device in ("cuda", "gpu") else int(device))
-        except (TypeError, ValueError):
-            raise ValueError(f"device={device!r} is not a CUDA device; use 0, 1, ... or "
-                             "'cuda:1'") from None
-        count = cupy.cuda.runtime.getDeviceCount()
-        if not 0 <= index < count:
-            raise ValueError(f"device={device!r} does not exist: this machine has {count} CUDA "
-                             f"device(s), 0 to {count - 1}")
-        return cupy.cuda.Device(index)
+        return _cupy_device(device)
     if name == "torch":
-        torch = importlib.import_module("torch")
-        try:
-            dev = torch.device(device)
-            if dev.type == "cuda" and dev.index is None:  # arrays report "cuda:0", not "cuda"
-                dev = torch.device("cuda", torch.cuda.current_device())
-            torch.empty(0, device=dev)  # fails now, with a clear message, if it is unusable
-        except (RuntimeError, AssertionError, TypeError) as exc:
-            raise ValueError(f"device={device!r} is not usable with torch: {exc}") from None
-        return dev
-    devices = xp.__array_namespace_info__().devices()
+        return _torch_device(device)
+    info = xp.__array_namespace_info__()
+    if device is None:
+        return info.default_device()
+    devices = info.devices()
     for d in devices:
-        if device == d or str(device) in (str(d), repr(d), getattr(d, "_device", None)):
+        if device == d or (isinstance(device, str) and repr(d) == f"{xp.__name__}.Device("
+                                                                   f"{device!r})"):
             return d
-    raise ValueError(f"device={device!r} is not one of array_api_strict's devices {devices}")
+    names = [re.sub(r"^.*\('(.*)'\)$", r"\1", repr(d)) for d in devices]
+    raise ValueError(f"device={device!r} is not one of array_api_strict's devices {names}"
+                     f"{suggestion(device, names)}")
+
+
+def _cupy_device(device: Any) -> Any:
+    cupy = importlib.import_module("cupy")
+    if isinstance(device, cupy.cuda.Device):
+        index = device.id
+    elif device is None:
+        index = cupy.cuda.Device().id
+    else:
+        kind, index = parse_device(device)
+        if kind != "cuda":
+            raise ValueError(f"device={device!r}: CuPy runs on CUDA devices; use backend='numpy' "
+                             "for the CPU")
+        if index is None:
+            index = cupy.cuda.Device().id
+    count = cupy.cuda.runtime.getDeviceCount()
+    if not 0 <= index < count:
+        raise ValueError(f"device={device!r} does not exist: this machine has {count} CUDA "
+                         f"device(s), 0 to {count - 1}")
+    return cupy.cuda.Device(index)
+
+
+def _torch_device(device: Any) -> Any:
+    torch = importlib.import_module("torch")
+    if device is None:
+        dev = torch.device("cpu")
+    elif isinstance(device, torch.device):
+        dev = device
+    else:
+        kind, index = parse_device(device)
+        dev = torch.device(kind) if index is None else torch.device(kind, index)
+    try:
+        if dev.type == "cuda" and dev.index is None:  # arrays report "cuda:0", not "cuda"
+            dev = torch.device("cuda", torch.cuda.current_device())
+        torch.empty(0, device=dev)  # fails now, with a clear message, if it is unusable
+    except (RuntimeError, AssertionError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not usable with torch: {exc}") from None
+    return dev
 
 
 def _probe(name: str) -> str | None:
-    """Return None if the backend is usable here, else the reason it is not."""
+    """None if the backend is usable here, else the reason it is not."""
     if name == "cupy":
-        try:
-            cupy = importlib.import_module("cupy")
-        except ImportError:
-            return "CuPy is not installed"
-        except Exception as exc:  # a broken CUDA install can raise anything on import
-            return f"CuPy failed to import: {exc}"
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:
-            return f"no usable CUDA device ({exc})"
-        if count < 1:
-            return "no CUDA device found"
-        return None
+        return _probe_cupy()
     try:
         _namespace(name)
         if name == "torch":
@@ -240,20 +310,52 @@ def _probe(name: str) -> str | None:
     return None
 
 
-def available_backends() -> dict[str, str | None]:
+@functools.cache
+def _probe_cupy() -> str | None:
+    """CuPy is usable when a device exists *and* a matrix product and an elementwise kernel run:
+    ``cupy-cuda12x`` without its CUDA libraries finds the device but fails at the first product.
+    The answer is kept for the process (the probe compiles a kernel)."""
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        return "CuPy is not installed"
+    except Exception as exc:  # a broken CUDA install can raise anything on import
+        return f"CuPy failed to import: {exc}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"no usable CUDA device ({exc})"
+    if count < 1:
+        return "no CUDA device found"
+    try:
+        a = cupy.ones((2, 2), dtype=cupy.float32)
+        b = cupy.tanh(a @ a)  # cuBLAS, then a compiled elementwise kernel (NVRTC)
+        float(b[0, 0])
+    except Exception as exc:
+        return (f"CuPy finds {count} CUDA device(s) but cannot compute ({type(exc).__name__}: "
+                f"{exc}); install the CUDA libraries: pip install \"cupy-cuda12x[ctk]\" (or "
+                "cupy-cuda13x[ctk])")
+    return None
+
+
+def available_backends() -> dict[str, BackendStatus]:
     """Which backends work here.
 
     Returns
     -------
     dict
-        Maps each backend name to ``None`` when it is usable, or to a one-line reason when it
-        is not (e.g. ``{"numpy": None, "cupy": "CuPy is not installed", ...}``).
+        Maps each backend name to a :class:`BackendStatus` ``(usable, reason)``, true when the
+        backend is usable (e.g. ``status["cupy"].reason == "CuPy is not installed"``).
     """
-    return {name: _probe(name) for name in BACKEND_NAMES}
+    out = {}
+    for name in BACKEND_NAMES:
+        reason = _probe(name)
+        out[name] = BackendStatus(reason is None, reason or "usable")
+    return out
 
 
 def _usable() -> list[str]:
-    return [n for n, why in available_backends().items() if why is None]
+    return [n for n in BACKEND_NAMES if _probe(n) is None]
 
 
 def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
@@ -265,8 +367,9 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
         ``"auto"`` picks CuPy when a CUDA device is usable, NumPy otherwise. When omitted, the
         ``PORTAMLP_BACKEND`` environment variable is read, then ``"auto"`` is used.
     device : optional
-        A device of that library (``"cpu"``, ``"cuda:1"``, ``1``, ``"device1"`` for
-        array-api-strict, or a native device object). Default: the library's default device.
+        ``"cpu"``, ``"cuda"`` (the current CUDA device), ``"cuda:1"`` or ``1``, a name of
+        array-api-strict's devices (``"device1"``), or a native device object. Default: the
+        library's default (for CuPy, the current device).
 
     Returns
     -------
@@ -275,8 +378,8 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
     Raises
     ------
     ValueError
-        If the name is unknown or the backend cannot be used here; the message lists the usable
-        backends and the ``pip install`` that provides the missing one.
+        If the name or device is unknown or the backend cannot be used here; the message lists
+        the usable backends and the ``pip install`` that provides the missing one.
     """
     if isinstance(name, Backend):
         return name if device is None else get_backend(name.name, device)
@@ -289,8 +392,8 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
         name = "cupy" if _probe("cupy") is None else "numpy"
     if name not in BACKEND_NAMES:
         raise ValueError(
-            f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES) + ['auto']} "
-            f"(usable here: {_usable()})"
+            f"unknown backend {name!r}{suggestion(name, BACKEND_NAMES)}; choose one of "
+            f"{list(BACKEND_NAMES) + ['auto']} (usable here: {_usable()})"
         )
     reason = _probe(name)
     if reason is not None:
@@ -299,7 +402,9 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
             f"To install it: {_INSTALL_HINTS[name]}"
         )
     xp = _namespace(name)
-    return Backend(name=name, xp=xp, device=_resolve_device(name, xp, device))
+    context = (lambda dev: dev) if name == "cupy" else None  # a cupy.cuda.Device is a context
+    return Backend(name=name, xp=xp, device=_resolve_device(name, xp, device),
+                   device_context=context)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -312,10 +417,35 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
+@contextlib.contextmanager
+def memory_phase(phase: str, backend: Backend | None, advice: str = "",
+                 needs: float | None = None, *, host: bool = False) -> Iterator[None]:
+    """Turn an out-of-memory failure inside the block into one clear error naming ``phase``.
+
+    On the device (or, for NumPy, the host as the device) the error is
+    :class:`~portamlp.DeviceMemoryError`; with ``host=True`` the phase allocates host memory
+    only, and the error is a ``MemoryError`` that says so. ``needs`` (bytes) and ``advice`` go
+    into the message.
+    """
+    try:
+        yield
+    except DeviceMemoryError:
+        raise
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        size = f" (about {describe_bytes(needs)})" if needs else ""
+        advice = f"; {advice}" if advice else ""
+        if host or backend is None:
+            raise MemoryError(f"out of host memory during {phase}{size}{advice}") from exc
+        raise DeviceMemoryError(f"out of memory during {phase} on {backend.name} "
+                                f"{backend.device}{size}{advice}", phase=phase) from exc
+
+
 def describe_bytes(n: float) -> str:
     """``1536`` -> ``'1.5 KB'`` (powers of 1000)."""
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000.0
     return f"{n:.1f} PB"

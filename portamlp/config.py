@@ -1,31 +1,99 @@
-"""The settings of a training run and what a run reports: plain, validated data."""
+"""The options of a training run, declared once, and what a run reports.
+
+Each option of :func:`portamlp.train` is declared here, once: its name, default, valid values and
+one line of help. Everything else is derived from these declarations or tested against them:
+
+* :class:`TrainConfig`, the frozen, validated settings of a run, *is* the declaration of the
+  settings (a field per option, with its help and check in the field's metadata);
+* :data:`RUN_OPTIONS` declares the other arguments of ``train`` (data, backend, checkpoints, ...);
+* ``train()``'s keyword parameters are tested against both (``inspect.signature``), and its
+  docstring's parameter list is generated from them;
+* the ``portamlp train`` flags and the keys a ``--config`` TOML file accepts are generated from
+  them (:func:`cli_options`);
+* the README's options table is :func:`options_table`, and a test checks that it is there.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .activations import ACTIVATIONS
-from .datasets.loading import _check_scale
-from .host import is_integer, is_number
+from .checks import (
+    DTYPES,
+    check_bool,
+    check_choice,
+    check_dtype,
+    check_float,
+    check_int,
+    check_layers,
+)
+from .datasets.scaling import SCALES, check_scale
+from .host import INITS
 from .losses import COSTS
-from .network import INITS, check_layers
 from .optim import OPTIMIZERS
+from .schedules import SCHEDULES
 
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "SCHEDULES"]
+__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "RunPosition", "RunOption",
+           "RUN_OPTIONS", "DEFAULT_LAYERS", "DEFAULT_HIDDEN", "options_table", "options_doc",
+           "cli_options"]
 
-#: Learning-rate schedules: the rate used in each epoch (1-based) of ``epochs``.
-SCHEDULES = {
-    "constant": lambda rate, epoch, epochs: rate,
-    # half a cosine from the full rate in the first epoch down towards 0 in the last
-    "cosine": lambda rate, epoch, epochs: 0.5 * rate * (
-        1.0 + math.cos(math.pi * (epoch - 1) / epochs)),
-}
+#: Layers used on a named data set when none are given (Nielsen's network).
+DEFAULT_LAYERS = (784, 30, 10)
+#: Hidden units used with your own data when no layers are given: (n_features, 30, n_classes).
+DEFAULT_HIDDEN = 30
+
+
+def option(default: Any, help: str, check: Callable[[str, Any], Any], *,
+           kind: str, choices: tuple | None = None, default_text: str | None = None,
+           cli: bool = True) -> Any:
+    """A :class:`TrainConfig` field declaring one option.
+
+    ``check(name, value)`` validates a value and returns it normalised; ``kind`` names the type
+    for the command line and the docs ("int", "float", "str", "bool", "layers", "scale");
+    ``default_text`` describes a ``None`` default; ``cli=False`` keeps it off the command line.
+    """
+    return field(default=default, metadata={
+        "help": help, "check": check, "kind": kind, "choices": choices,
+        "default_text": default_text, "cli": cli})
+
+
+def _optional_layers(name, value):
+    return None if value is None else check_layers(value, name)
+
+
+def _rows(name, value):
+    return check_int(name, value, minimum=0, optional=True)
+
+
+def _positive_int(name, value):
+    return check_int(name, value, minimum=1)
+
+
+def _choice(choices):
+    return lambda name, value: check_choice(name, value, choices)
+
+
+def _dataset(name, value):
+    if hasattr(value, "__fspath__"):
+        value = str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"dataset must be a name such as 'mnist' or a folder, got {value!r}")
+    return value
+
+
+def _seed(name, value):
+    return check_int(name, value, minimum=0, optional=True)
+
+
+def _threads(name, value):
+    return check_int(name, value, minimum=1, optional=True)
 
 
 @dataclass(frozen=True)
@@ -36,67 +104,160 @@ class TrainConfig:
     minus the validation rows (50,000 for MNIST), and the whole test split (10,000).
     """
 
-    layers: tuple[int, ...] | None = None
-    train_length: int | None = None
-    validation_length: int | None = None
-    test_length: int | None = None
-    batch_size: int = 10
-    epochs: int = 5
-    learning_rate: float = 3.0
-    learning_rate_schedule: str = "constant"
-    activation: str = "sigmoid"
-    cost: str = "quadratic"
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    init: str = "auto"
-    dtype: str = "float32"
-    dataset: str = "mnist"
-    scale: Any = 255
-    shuffle: bool = True
-    seed: int | None = None
-    threads: int | None = None
+    layers: tuple[int, ...] | None = option(
+        None, "layer sizes, inputs first, classes last", _optional_layers, kind="layers",
+        default_text="784,30,10 (own data: n_features,30,n_classes)")
+    train_length: int | None = option(
+        None, "training rows used", _rows, kind="int",
+        default_text="all but the validation rows (50,000)")
+    validation_length: int | None = option(
+        None, "validation rows, taken from the end of the training file", _rows, kind="int",
+        default_text="10,000")
+    test_length: int | None = option(None, "test rows used", _rows, kind="int",
+                                     default_text="all (10,000)")
+    batch_size: int = option(10, "mini-batch size", _positive_int, kind="int")
+    epochs: int = option(5, "passes over the training data",
+                         lambda n, v: check_int(n, v, minimum=0), kind="int")
+    learning_rate: float = option(3.0, "step size η (try 0.05 with cross-entropy and momentum)",
+                                  lambda n, v: check_float(n, v, above=0.0), kind="float")
+    learning_rate_schedule: str = option(
+        "constant", "rate per epoch: constant, or cosine (down towards 0 over the epochs)",
+        _choice(tuple(SCHEDULES)), kind="str", choices=tuple(SCHEDULES))
+    activation: str = option("sigmoid", "hidden-layer activation", _choice(tuple(ACTIVATIONS)),
+                             kind="str", choices=tuple(ACTIVATIONS))
+    cost: str = option("quadratic", "quadratic (Nielsen's, the original program's) or softmax "
+                       "cross_entropy", _choice(tuple(COSTS)), kind="str", choices=tuple(COSTS))
+    optimizer: str = option("sgd", "sgd or adam", _choice(OPTIMIZERS), kind="str",
+                            choices=OPTIMIZERS)
+    momentum: float = option(0.0, "SGD momentum μ in [0, 1)",
+                             lambda n, v: check_float(n, v, minimum=0.0, below=1.0), kind="float")
+    nesterov: bool = option(False, "Nesterov momentum (needs momentum > 0)", check_bool,
+                            kind="bool")
+    weight_decay: float = option(0.0, "L2 penalty λ on the weights (not the biases)",
+                                 lambda n, v: check_float(n, v, minimum=0.0), kind="float")
+    init: str = option("auto", "initial weights: auto is normal for sigmoid, he for (leaky) "
+                       "relu, glorot for tanh", _choice(INITS), kind="str", choices=INITS)
+    dtype: str = option("float32", "floating dtype of parameters and data",
+                        lambda n, v: check_dtype(v, n), kind="str", choices=DTYPES)
+    dataset: str = option("mnist", "mnist (embedded), fashion-mnist, kmnist or a folder of "
+                          "MNIST-format files (ignored with your own x, y)", _dataset, kind="str")
+    scale: Any = option(255, "pixel scaling of a named data set: ÷255, ÷256 (the original "
+                        "program) or standardize", lambda n, v: check_scale(v), kind="scale",
+                        choices=SCALES)
+    shuffle: bool = option(True, "shuffle the training rows every epoch", check_bool,
+                           kind="bool")
+    seed: int | None = option(None, "seeds initial weights and order: the same run on every "
+                              "backend", _seed, kind="int",
+                              default_text="fresh entropy, recorded in the result")
+    threads: int | None = option(None, "BLAS threads on the CPU", _threads, kind="int",
+                                 default_text="1 for small products, else the idle cores")
 
     def __post_init__(self):
-        if self.layers is not None:
-            object.__setattr__(self, "layers", check_layers(self.layers))
-        for name in ("train_length", "validation_length", "test_length"):
-            _check_int(name, getattr(self, name), minimum=0, optional=True)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("epochs", self.epochs, minimum=0)
-        _check_number("learning_rate", self.learning_rate, positive=True)
-        _check_number("momentum", self.momentum)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum={self.momentum!r} must lie in [0, 1)")
-        _check_number("weight_decay", self.weight_decay)
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
-        _check_choice("learning_rate_schedule", self.learning_rate_schedule, SCHEDULES)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("cost", self.cost, COSTS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("dtype", self.dtype, ("float32", "float64"))
-        if not isinstance(self.nesterov, bool) or not isinstance(self.shuffle, bool):
-            raise TypeError("nesterov and shuffle must be True or False")
+        for f in dataclasses.fields(self):
+            value = f.metadata["check"](f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
         if self.nesterov and not self.momentum:
             raise ValueError("nesterov=True needs momentum > 0 (e.g. momentum=0.9)")
         if self.optimizer == "adam" and (self.momentum or self.nesterov):
             raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam keeps its own "
                              "moment estimates")
-        if not isinstance(self.dataset, str):
-            raise TypeError("dataset must be a name such as 'mnist' or a folder, got "
-                            f"{self.dataset!r}")
-        object.__setattr__(self, "scale", _check_scale(self.scale))
-        _check_int("seed", self.seed, minimum=0, optional=True)
-        _check_int("threads", self.threads, minimum=1, optional=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (JSON-ready)."""
         d = dataclasses.asdict(self)
         d["layers"] = list(self.layers) if self.layers else None
         return d
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """An argument of :func:`portamlp.train` that is not a setting of the run itself."""
+
+    name: str
+    default: Any
+    help: str
+    #: "int", "float", "str", "bool", "path" for the command line; None: Python only.
+    kind: str | None = None
+    default_text: str | None = None
+
+
+#: The other arguments of ``train``, in signature order.
+RUN_OPTIONS: tuple[RunOption, ...] = (
+    RunOption("x", None, "your own training inputs (n, n_features) instead of a data set"),
+    RunOption("y", None, "your own training labels (n,): class indices 0..k-1"),
+    RunOption("validation_data", None, "(x, y) to validate on after each epoch, with x"),
+    RunOption("test_data", None, "(x, y) to test on at the end, with x"),
+    RunOption("sample_weight", None, "a weight per training row: weighs its cost and gradient"),
+    RunOption("network", None, "continue training this Network (its layers, activation, cost)",
+              kind="path"),
+    RunOption("backend", None, "numpy, cupy, torch, array_api_strict or auto", kind="str",
+              default_text="x's library, else $PORTAMLP_BACKEND, else auto"),
+    RunOption("device", None, "device of the backend: cpu, cuda, cuda:1, 1, ...", kind="str",
+              default_text="the backend's default"),
+    RunOption("root", None, "folder searched first for named data sets", kind="path"),
+    RunOption("download", False, "download fashion-mnist or kmnist if not found locally",
+              kind="bool"),
+    RunOption("progress", None, "a progress bar on stderr", kind="bool",
+              default_text="only on a terminal"),
+    RunOption("callbacks", (), "callback(record, network) after each epoch; True stops"),
+    RunOption("checkpoint", None, "directory: a checkpoint every epoch; Ctrl-C saves one",
+              kind="path"),
+    RunOption("resume", None, "directory: continue its checkpointed run exactly", kind="path"),
+)
+
+
+def _default_text(default: Any, default_text: str | None) -> str:
+    return default_text if default_text is not None else repr(default)
+
+
+def options_table() -> str:
+    """The README's table of ``train`` options (Markdown), generated from the declarations."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        help_text = meta["help"]
+        if meta["choices"]:
+            help_text += ": " + ", ".join(f"`{c!r}`" if isinstance(c, str) else f"`{c}`"
+                                          for c in meta["choices"])
+        rows.append(f"| `{f.name}` | {_default_text(f.default, meta['default_text'])} | "
+                    f"{help_text} |")
+    for o in RUN_OPTIONS:
+        rows.append(f"| `{o.name}` | {_default_text(o.default, o.default_text)} | {o.help} |")
+    return "\n".join(rows)
+
+
+def options_doc(indent: str = "    ") -> str:
+    """The numpydoc parameter list of ``train``, generated from the declarations."""
+    lines = []
+
+    def entry(name: str, kind: str, text: str) -> None:
+        lines.append(f"{name} : {kind}")
+        lines.extend(textwrap.wrap(text, width=92, initial_indent=indent,
+                                   subsequent_indent=indent))
+
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        kind = ("{" + ", ".join(repr(c) for c in meta["choices"]) + "}") if meta["choices"] \
+            else {"layers": "sequence of int or str"}.get(meta["kind"], meta["kind"])
+        entry(f.name, kind, f"{meta['help']}; default: "
+                            f"{_default_text(f.default, meta['default_text'])}.")
+    for o in RUN_OPTIONS:
+        entry(o.name, "optional", f"{o.help}; default: {_default_text(o.default, o.default_text)}.")
+    return textwrap.indent("\n".join(lines), indent)
+
+
+def cli_options() -> list[tuple[str, str, Any, str]]:
+    """``(name, kind, default, help)`` of every option that is a ``portamlp train`` flag and a
+    key of a ``--config`` TOML file."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["cli"]:
+            help_text = f.metadata["help"]
+            if f.metadata["choices"]:
+                help_text += " (" + ", ".join(str(c) for c in f.metadata["choices"]) + ")"
+            out.append((f.name, f.metadata["kind"], f.default, help_text))
+    out += [(o.name, o.kind, o.default, o.help) for o in RUN_OPTIONS if o.kind is not None]
+    return out
 
 
 @dataclass
@@ -107,8 +268,47 @@ class EpochRecord:
     seconds: float
     train_loss: float
     validation_accuracy: float | None = None
+    #: Mean cost on the validation set.
+    validation_loss: float | None = None
     #: Classes the network never predicted on the validation set.
     never_predicted: list[int] = field(default_factory=list)
+    #: The learning rate used in this epoch.
+    learning_rate: float | None = None
+
+
+@dataclass
+class RunPosition:
+    """Where a run stands: what a checkpoint needs to continue it exactly.
+
+    ``epoch`` is the epoch to run next (1-based) and ``batch`` the mini-batch within it to start
+    from (0 at an epoch boundary); ``loss_sum`` and ``seconds`` are the partial sums of an
+    interrupted epoch; ``rng_state`` is the host generator's state at the start of ``epoch``
+    (resuming replays that epoch's permutation).
+    """
+
+    epoch: int = 1
+    batch: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+    history: list[EpochRecord] = field(default_factory=list)
+    rng_state: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (JSON-ready) data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPosition:
+        """The inverse of :meth:`to_dict`; raises KeyError/TypeError/ValueError if malformed."""
+        history = [EpochRecord(**h) for h in data["history"]]
+        position = cls(epoch=check_int("epoch", data["epoch"], minimum=1),
+                       batch=check_int("batch", data["batch"], minimum=0),
+                       loss_sum=check_float("loss_sum", data["loss_sum"]),
+                       seconds=check_float("seconds", data["seconds"], minimum=0.0),
+                       history=history, rng_state=data["rng_state"])
+        if not isinstance(position.rng_state, dict):
+            raise TypeError(f"rng_state must be an object, got {position.rng_state!r}")
+        return position
 
 
 @dataclass
@@ -121,26 +321,3 @@ class TrainResult:
     config: TrainConfig
     #: True when a callback asked to stop before the last epoch.
     stopped_early: bool = False
-
-
-def _check_int(name, value, *, minimum, optional=False):
-    if value is None and optional:
-        return
-    if not is_integer(value):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-
-
-def _check_number(name, value, positive=False):
-    if not is_number(value):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name}={value!r} must be a finite number" + (" > 0" if positive else ""))
-
-
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")
-
-

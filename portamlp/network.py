@@ -7,55 +7,42 @@ Weights have shape ``(n_out, n_in)`` as in Nielsen's ``network.py``; a mini-batc
 whose rows are samples, so one matrix product handles the whole batch.
 
 All the maths goes through the array namespace ``xp`` of the network's backend: the same code runs
-on NumPy, CuPy, PyTorch and array-api-strict. Only initialisation touches NumPy, on the host, so
-that one seed gives the same initial network on every backend.
+on NumPy, CuPy, PyTorch and array-api-strict. Initialisation draws on the host (NumPy), so that
+one seed gives the same initial network on every backend. Every public method runs inside the
+backend's device context (:meth:`portamlp.Backend.activate`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from .activations import Activation, get_activation
-from .backend import Backend, get_backend, to_numpy
-from .host import host_labels, host_numeric, initial_parameters, is_integer, make_rng
-from .losses import Cost, get_cost
+from .backend import Backend, get_backend, memory_phase, to_numpy
+from .checks import check_dtype, check_layers
+from .datasets.scaling import Preprocessing
+from .errors import warn
+from .host import initial_parameters, make_rng
+from .inputs import as_features, as_labels, host_numeric
+from .losses import Cost, get_cost, one_hot
 
-__all__ = ["Network", "INITS", "check_layers"]
+__all__ = ["Network", "CHUNK_ROWS"]
 
-#: Weight initialisations accepted by :meth:`Network.initialize`.
-INITS = ("auto", "normal", "scaled", "glorot", "he")
+#: Rows per chunk when running the network on large inputs (bounds temporary memory).
+CHUNK_ROWS = 8192
 
-#: Rows per chunk when predicting on large inputs (bounds temporary memory).
-_PREDICT_CHUNK = 8192
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def check_layers(layers: Any) -> tuple[int, ...]:
-    """Validate a layer-size list such as ``(784, 30, 10)`` and return it as a tuple of ints."""
-    if isinstance(layers, str):
-        try:
-            layers = [int(s) for s in layers.replace(" ", "").split(",") if s]
-        except ValueError:
-            raise ValueError(
-                f"layers={layers!r} is not a comma-separated list of integers") from None
-    try:
-        sizes = tuple(layers)
-    except TypeError:
-        raise TypeError("layers must be a sequence of integers such as (784, 30, 10), got "
-                        f"{layers!r}") from None
-    if len(sizes) < 2:
-        raise ValueError(
-            f"layers={list(sizes)!r} needs at least 2 sizes (inputs and outputs), "
-            "e.g. (784, 30, 10)"
-        )
-    for s in sizes:
-        if not is_integer(s):
-            raise TypeError(f"layer sizes must be integers, got {s!r} in layers={list(sizes)!r}")
-        if s < 1:
-            raise ValueError(f"layer sizes must be positive, got {s} in layers={list(sizes)!r}")
-    if sizes[-1] < 2:
-        raise ValueError(f"the output layer needs at least 2 classes, got layers={list(sizes)!r}")
-    return tuple(int(s) for s in sizes)
+def _on_device(method: _F) -> _F:
+    """Run a method inside its network's device context."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 class Network:
@@ -76,22 +63,27 @@ class Network:
         Hidden-layer activation (``"sigmoid"``, ``"relu"``, ``"leaky_relu"``, ``"tanh"``).
     cost : str
         ``"quadratic"`` (output layer uses ``activation``) or ``"cross_entropy"`` (softmax output).
+    preprocessing : Preprocessing or None
+        How raw pixels become this network's inputs (set by :func:`portamlp.train` on a named
+        data set and stored in model files); None when unknown (trained on your own arrays).
     """
 
     def __init__(self, weights: list, biases: list, *, activation: str = "sigmoid",
-                 cost: str = "quadratic", backend: Backend):
+                 cost: str = "quadratic", backend: Backend,
+                 preprocessing: Preprocessing | None = None):
         self.backend = backend
         self.weights = list(weights)
         self.biases = list(biases)
         self._activation: Activation = get_activation(activation)
         self._cost: Cost = get_cost(cost)
+        self.preprocessing = preprocessing
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def initialize(cls, layers: Sequence[int], *, activation: str = "sigmoid",
-                   cost: str = "quadratic", init: str = "auto", dtype: str = "float32",
-                   seed: Any = None,
-                   backend: str | Backend | None = None, device: Any = None) -> Network:
+                   cost: str = "quadratic", init: str = "auto", dtype: Any = "float32",
+                   seed: Any = None, backend: str | Backend | None = None,
+                   device: Any = None) -> Network:
         """A network with random initial weights, drawn on the host and moved to the backend.
 
         Parameters
@@ -105,7 +97,7 @@ class Network:
             ``"scaled"``: weights N(0, 1/n_in), biases N(0, 1); ``"glorot"``: weights
             N(0, 2/(n_in + n_out)), zero biases; ``"he"``: weights N(0, 2/n_in), zero biases.
             ``"auto"`` chooses normal for sigmoid, He for ReLU, Glorot for tanh.
-        dtype : {"float32", "float64"}
+        dtype : {"float32", "float64"} or a dtype object (``numpy.float64``, ...)
         seed : int or numpy.random.Generator, optional
             The same seed gives the same initial network on every backend.
         backend, device : optional
@@ -114,31 +106,39 @@ class Network:
         layers = check_layers(layers)
         act = get_activation(activation)
         cost_ = get_cost(cost)
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
+        dtype = check_dtype(dtype)
         be = get_backend(backend, device)
-        xp_dtype = be.dtype(dtype)
-        ws, bs = initial_parameters(layers, init, act.name, make_rng(seed),
-                                    dtype if isinstance(dtype, str) else "float32")
-        return cls([be.asarray(w, xp_dtype) for w in ws], [be.asarray(b, xp_dtype) for b in bs],
-                   activation=act.name, cost=cost_.name, backend=be)
+        itemsize = 8 if dtype == "float64" else 4
+        n_params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:]))
+        with memory_phase(f"drawing the initial weights of layers {list(layers)} "
+                          f"({n_params:,} parameters) on the host", be, "use smaller layers",
+                          n_params * 8, host=True):
+            ws, bs = initial_parameters(layers, init, act.name, make_rng(seed), dtype)
+        with be.activate(), memory_phase(f"initialisation of layers {list(layers)}", be,
+                                         "use smaller layers", n_params * itemsize):
+            return cls([be.asarray(w) for w in ws], [be.asarray(b) for b in bs],
+                       activation=act.name, cost=cost_.name, backend=be)
 
     @classmethod
     def from_arrays(cls, weights: Sequence[Any], biases: Sequence[Any], *,
                     activation: str = "sigmoid", cost: str = "quadratic",
                     backend: str | Backend | None = None, device: Any = None,
-                    dtype: str | None = None) -> Network:
-        """Build a network from given parameters (host or device arrays).
+                    dtype: Any = None, preprocessing: Preprocessing | None = None) -> Network:
+        """Build a network from given parameters (host or device arrays; they are copied).
 
         Parameters
         ----------
         weights : sequence of arrays of shape (n_out, n_in)
+            Nielsen's layout. PyTorch's ``Linear.weight`` has it too; Keras and scikit-learn
+            store ``(n_in, n_out)``: pass their transposes.
         biases : sequence of arrays of shape (n_out,)
         activation, cost : str
         backend, device : optional
             Where to put the parameters (default: see :func:`portamlp.get_backend`).
         dtype : {"float32", "float64"}, optional
             Default: float64 if the given weights are float64, else float32.
+        preprocessing : Preprocessing, optional
+            How raw pixels become inputs (see the class attributes).
         """
         if len(weights) != len(biases) or len(weights) == 0:
             raise ValueError(
@@ -148,27 +148,16 @@ class Network:
         # copies: training updates parameters in place, the caller's arrays must not change
         host_w = [host_numeric(w, f"weights[{i}]").copy() for i, w in enumerate(weights)]
         host_b = [host_numeric(b, f"biases[{i}]").copy() for i, b in enumerate(biases)]
-        for i, (w, b) in enumerate(zip(host_w, host_b)):
-            if w.ndim != 2:
-                raise ValueError(f"weights[{i}] must be 2-D (n_out, n_in), got shape {w.shape}")
-            if b.shape != (w.shape[0],):
-                raise ValueError(
-                    f"biases[{i}] must have shape ({w.shape[0]},) to match weights[{i}] of shape "
-                    f"{w.shape}, got {b.shape}"
-                )
-            if i and w.shape[1] != host_w[i - 1].shape[0]:
-                raise ValueError(
-                    f"weights[{i}] has {w.shape[1]} inputs but layer {i} has "
-                    f"{host_w[i - 1].shape[0]} units (weights[{i - 1}] shape {host_w[i - 1].shape})"
-                )
+        _check_shapes(host_w, host_b)
         if dtype is None:
             dtype = "float64" if host_w[0].dtype.name == "float64" else "float32"
+        dtype = check_dtype(dtype)
         check_layers([host_w[0].shape[1]] + [w.shape[0] for w in host_w])
         be = get_backend(backend, device)
-        xp_dtype = be.dtype(dtype)
-        return cls([be.asarray(w, xp_dtype) for w in host_w],
-                   [be.asarray(b, xp_dtype) for b in host_b],
-                   activation=activation, cost=cost, backend=be)
+        with be.activate():
+            return cls([be.asarray(w, dtype) for w in host_w],
+                       [be.asarray(b, dtype) for b in host_b],
+                       activation=activation, cost=cost, backend=be, preprocessing=preprocessing)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -178,11 +167,19 @@ class Network:
 
     @property
     def activation(self) -> str:
+        """Name of the hidden-layer activation."""
         return self._activation.name
 
     @property
     def cost(self) -> str:
+        """Name of the cost (``"quadratic"`` or ``"cross_entropy"``)."""
         return self._cost.name
+
+    @property
+    def loss_scale(self) -> float:
+        """The constant that turns :meth:`backprop`'s raw loss into the cost (½ for the
+        quadratic cost, −1 for cross-entropy): training multiplies once per epoch."""
+        return self._cost.value_scale
 
     @property
     def dtype(self) -> str:
@@ -191,6 +188,7 @@ class Network:
 
     @property
     def xp(self):
+        """The array namespace of the network's backend."""
         return self.backend.xp
 
     def parameters(self) -> list:
@@ -202,43 +200,67 @@ class Network:
                 f"cost={self.cost!r}, dtype={self.dtype!r}, backend={self.backend.name!r})")
 
     # --------------------------------------------------------------------- maths
-    def _forward(self, x):
-        """Forward pass keeping every ``z`` and activation (for backpropagation)."""
+    def _forward(self, x, dropout=None):
+        """Forward pass keeping what backpropagation needs: every ``zˡ``, every layer's input
+        (after dropout, when ``dropout(l, a)`` applies it to layer ``l``'s input) and every
+        activation ``σ(zˡ)`` (before dropout, for ``σ'``)."""
         xp, f, output = self.backend.xp, self._activation.f, self._cost.output
-        zs, activations = [], [x]
+        zs, inputs, outputs = [], [], []
         a = x
         last = len(self.weights) - 1
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = a @ w.T + b
+            inputs.append(a if dropout is None else dropout(l, a))
+            z = inputs[l] @ w.T + b
             a = output(xp, z, self._activation) if l == last else f(xp, z)
             zs.append(z)
-            activations.append(a)
-        return zs, activations
+            outputs.append(a)
+        return zs, inputs, outputs
 
-    def _backprop(self, x, y, *, with_loss: bool = True):
-        """Gradients of the cost *summed* over the batch, and the summed cost (0-d, or None)
-        divided by the cost's ``value_scale`` (the training loop multiplies once per epoch).
+    def backprop(self, x, targets, *, sample_weight=None, with_loss: bool = True,
+                 dropout: Callable[[int, Any], Any] | None = None) -> tuple[Any, list]:
+        """The loss and gradients of one mini-batch, summed over its samples: the training step.
 
-        ``x`` has shape (n, n_in); ``y`` is one-hot, shape (n, n_classes), same dtype and device.
-        Returns ``(loss_sum, grads)`` with ``grads`` aligned with :meth:`parameters`:
-        ``[∂C/∂W¹, ∂C/∂b¹, ∂C/∂W², ...]``. Divide by n for the batch mean; the optimizers fold
-        that division into their step size, which saves an operation per mini-batch.
+        Parameters
+        ----------
+        x : array of shape (n, n_in)
+            On the network's device, in its dtype (no checks: this is the hot path).
+        targets : array of shape (n, n_classes)
+            One-hot rows, same dtype and device.
+        sample_weight : array of shape (n, 1), optional
+            Each sample's cost and gradient are multiplied by its weight.
+        with_loss : bool
+            Also compute the loss (default True).
+        dropout : callable, optional
+            ``dropout(l, a)`` multiplies layer ``l``'s input ``a`` by that step's dropout mask
+            (see :mod:`portamlp.dropout`); the same call masks the gradient flowing back.
+
+        Returns
+        -------
+        loss : 0-d array or None
+            The batch-summed cost divided by :attr:`loss_scale`, still on the device.
+        grads : list of arrays
+            Aligned with :meth:`parameters`: ``[∂C/∂W¹, ∂C/∂b¹, ∂C/∂W², ...]``, summed over the
+            batch (divide by n for the batch mean; the optimizers fold that into their step).
         """
         xp, act = self.backend.xp, self._activation
         f_prime, weights = act.f_prime, self.weights
-        zs, activations = self._forward(x)
-        loss, delta = self._cost.value_and_delta(xp, zs[-1], activations[-1], y, act, with_loss)
+        zs, inputs, outputs = self._forward(x, dropout)
+        loss, delta = self._cost.value_and_delta(xp, zs[-1], outputs[-1], targets, act,
+                                                 with_loss, sample_weight)
         n_layers = len(weights)
-        grads = [None] * (2 * n_layers)
+        grads: list[Any] = [None] * (2 * n_layers)
         for l in range(n_layers - 1, -1, -1):
-            grads[2 * l] = delta.T @ activations[l]
+            grads[2 * l] = delta.T @ inputs[l]
             grads[2 * l + 1] = xp.sum(delta, axis=0)
             if l:
-                delta = (delta @ weights[l]) * f_prime(xp, zs[l - 1], activations[l])
+                back = delta @ weights[l]
+                if dropout is not None:  # a dropped unit passed nothing forward, gets nothing back
+                    back = dropout(l, back)
+                delta = back * f_prime(xp, zs[l - 1], outputs[l - 1])
         return loss, grads
 
     def _output(self, x):
-        """Output activations for a batch already on the device."""
+        """Output activations for one chunk already on the device."""
         xp, act = self.backend.xp, self._activation
         a = x
         last = len(self.weights) - 1
@@ -247,130 +269,166 @@ class Network:
             a = self._cost.output(xp, z, act) if l == last else act.f(xp, z)
         return a
 
-    def _predict_labels(self, x):
-        """Predicted class indices for device input, in chunks to bound memory."""
-        xp = self.backend.xp
-        n = x.shape[0]
-        if n <= _PREDICT_CHUNK:
-            return xp.argmax(self._output(x), axis=1)
-        parts = [xp.argmax(self._output(x[i:i + _PREDICT_CHUNK, ...]), axis=1)
-                 for i in range(0, n, _PREDICT_CHUNK)]
-        return xp.concat(parts)
+    def feedforward(self, x):
+        """Output activations ``(n, n_classes)`` for ``x`` already on the network's device and
+        in its dtype (no checks), computed in chunks of :data:`CHUNK_ROWS` rows."""
+        xp, n = self.backend.xp, x.shape[0]
+        with self.backend.activate():
+            if n <= CHUNK_ROWS:
+                return self._output(x)
+            return xp.concat([self._output(x[i:min(i + CHUNK_ROWS, n), ...])
+                              for i in range(0, n, CHUNK_ROWS)])
+
+    def outputs_and_loss(self, x, targets, sample_weight=None) -> tuple[Any, Any]:
+        """Output activations ``(n, n_classes)`` and the summed cost (a 0-d array), for ``x`` and
+        one-hot ``targets`` already on the device (no checks, nothing read back), in chunks."""
+        with self.backend.activate():
+            outputs = self.feedforward(x)
+            return outputs, self._cost.value(self.backend.xp, outputs, targets, sample_weight)
 
     # ------------------------------------------------------------------ public API
-    def as_input(self, x: Any):
-        """Validate ``x`` (shape (n, n_in)) and return it on this network's backend and dtype."""
-        be = self.backend
-        xp = be.xp
-        dtype = self.weights[0].dtype
-        if hasattr(x, "shape") and be.same_device(x):
-            arr = x if x.dtype == dtype else xp.astype(x, dtype)
-        else:
-            arr = be.asarray(host_numeric(x, "x"), dtype)
-        n_in = self.layers[0]
-        if arr.ndim == 1 and arr.shape[0] == n_in:
-            arr = xp.reshape(arr, (1, n_in))
-        if arr.ndim != 2 or arr.shape[1] != n_in:
-            raise ValueError(
-                f"x must have shape (n_samples, {n_in}) for a network with layers "
-                f"{list(self.layers)}, got shape {tuple(arr.shape)}"
-            )
-        return arr
+    def _as_input(self, x: Any):
+        """``x`` checked and put on this network's backend, device and dtype."""
+        return as_features(x, self.backend, self.dtype, self.layers[0], layers=self.layers)
 
-    def as_labels(self, y: Any, n: int | None = None):
-        """Validate integer class labels (shape (n,)) and return them on this backend as int64."""
-        be = self.backend
-        xp = be.xp
-        if hasattr(y, "shape") and be.same_device(y):
-            if not xp.isdtype(y.dtype, "integral"):
-                raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
-            arr = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
-            lo, hi = (int(xp.min(arr)), int(xp.max(arr))) if arr.shape[0] else (0, 0)
-        else:
-            host = host_labels(y)
-            lo, hi = (int(host.min()), int(host.max())) if host.size else (0, 0)
-            arr = be.asarray(host)
-        if arr.ndim != 1:
-            raise ValueError(f"labels must be 1-D (n_samples,), got shape {tuple(arr.shape)}")
-        if n is not None and arr.shape[0] != n:
-            raise ValueError(f"got {n} samples but {arr.shape[0]} labels; they must match")
-        k = self.layers[-1]
-        if lo < 0 or hi >= k:
-            raise ValueError(f"labels must lie in [0, {k - 1}] for {k} output classes, "
-                             f"found values in [{lo}, {hi}]")
-        return arr
+    def _as_labels(self, y: Any, n: int | None = None):
+        return as_labels(y, self.backend, n, self.layers[-1])
 
-    def one_hot(self, labels):
-        """One-hot rows (n, n_classes) in the network's dtype, from int64 labels on the device."""
-        xp = self.backend.xp
-        classes = xp.arange(self.layers[-1], dtype=labels.dtype, device=self.backend.device)
-        return xp.astype(xp.expand_dims(labels, axis=1) == classes, self.weights[0].dtype)
-
+    @_on_device
     def predict_proba(self, x: Any):
-        """Output activations, shape (n_samples, n_classes), on the network's backend.
+        """Class scores of each row, shape (n_samples, n_classes), rows summing to 1.
 
-        With ``cost="cross_entropy"`` these are softmax probabilities; with ``"quadratic"`` they
-        are the output layer's activations (each in [0, 1] for the sigmoid, not summing to 1).
+        With ``cost="cross_entropy"`` these are the softmax probabilities. With ``"quadratic"``
+        the output layer's activations are independent units, not probabilities: they are
+        clipped at 0 and divided by their row's sum (uniform where all are 0), so that the rows
+        sum to 1 and the highest stays the prediction; :meth:`feedforward` gives them raw.
+        Inputs from another library are copied to the network's backend; the result lives
+        there.
         """
-        x = self.as_input(x)
-        n = x.shape[0]
-        if n <= _PREDICT_CHUNK:
-            return self._output(x)
-        return self.backend.xp.concat(
-            [self._output(x[i:i + _PREDICT_CHUNK, ...]) for i in range(0, n, _PREDICT_CHUNK)]
-        )
+        xp = self.backend.xp
+        a = self.feedforward(self._as_input(x))
+        if self.cost == "cross_entropy":
+            return a
+        a = xp.maximum(a, 0.0)
+        total = xp.sum(a, axis=1, keepdims=True)
+        k = a.shape[1]
+        return xp.where(total > 0, a / xp.where(total > 0, total, 1.0), 1.0 / k)
 
+    @_on_device
     def predict(self, x: Any):
         """Predicted class of each row of ``x`` (shape (n_samples, n_in)): the index of the
-        highest output. Returns an int64 array of shape (n_samples,) on the network's backend."""
-        return self._predict_labels(self.as_input(x))
+        highest output. Returns an int64 array of shape (n_samples,) on the network's backend
+        (inputs from another library are copied there first)."""
+        return self.backend.xp.argmax(self.feedforward(self._as_input(x)), axis=1)
 
-    def evaluate(self, x: Any, y: Any) -> float:
-        """Fraction of rows of ``x`` whose predicted class equals the label in ``y``."""
-        x = self.as_input(x)
-        y = self.as_labels(y, x.shape[0])
+    @_on_device
+    def evaluate(self, x: Any, y: Any = None, *, split: str = "test", **load_options) -> float:
+        """Fraction of rows of ``x`` whose predicted class equals the label in ``y``.
+
+        ``x`` may also name a data set (``net.evaluate("mnist")``): its ``split`` is loaded and
+        prepared with the network's own :attr:`preprocessing` (÷255, with a warning, when the
+        network does not know it); ``load_options`` go to :func:`portamlp.datasets.load`.
+        """
+        if isinstance(x, str):
+            if y is not None:
+                raise TypeError("evaluate(name) loads the labels itself; pass no y")
+            x, y = self._load_dataset(x, split, **load_options)
+        elif y is None:
+            raise TypeError("evaluate(x, y) needs the labels y (or a data set name as x)")
+        x = self._as_input(x)
+        y = self._as_labels(y, x.shape[0])
         if x.shape[0] == 0:
             raise ValueError("cannot evaluate on 0 samples")
         xp = self.backend.xp
-        correct = xp.sum(xp.astype(self._predict_labels(x) == y, xp.int64))
+        predicted = xp.argmax(self.feedforward(x), axis=1)
+        correct = xp.sum(xp.astype(predicted == y, xp.int64))
         return int(correct) / x.shape[0]
 
+    def _load_dataset(self, name: str, split: str, **load_options):
+        from .datasets.loading import load
+
+        preprocessing = self.preprocessing
+        if preprocessing is None and "scale" not in load_options:
+            warn("this network does not record how its training pixels were scaled; assuming "
+                 "÷255 (pass scale=... to choose)")
+        if preprocessing is not None and "scale" not in load_options:
+            load_options["preprocessing"] = preprocessing
+        return load(name, split, backend=self.backend, dtype=self.dtype, **load_options)
+
+    @_on_device
     def loss(self, x: Any, y: Any) -> float:
         """Mean cost over the samples (labels ``y`` as class indices)."""
-        x = self.as_input(x)
-        y = self.as_labels(y, x.shape[0])
-        total = self._cost.value(self.backend.xp, self._output(x), self.one_hot(y))
+        x = self._as_input(x)
+        y = self._as_labels(y, x.shape[0])
+        be = self.backend
+        targets = one_hot(be.xp, y, self.layers[-1], x.dtype, be.device)
+        _, total = self.outputs_and_loss(x, targets)
         return float(total) / x.shape[0]
 
+    @_on_device
     def gradients(self, x: Any, y: Any) -> tuple[list, list]:
         """Gradients ``(nabla_w, nabla_b)`` of the mean cost on the batch ``(x, y)``."""
-        x = self.as_input(x)
-        y = self.as_labels(y, x.shape[0])
-        _, grads = self._backprop(x, self.one_hot(y), with_loss=False)
+        x = self._as_input(x)
+        y = self._as_labels(y, x.shape[0])
+        be = self.backend
+        targets = one_hot(be.xp, y, self.layers[-1], x.dtype, be.device)
+        _, grads = self.backprop(x, targets, with_loss=False)
         scale = 1.0 / x.shape[0]
         return [g * scale for g in grads[0::2]], [g * scale for g in grads[1::2]]
 
     # ----------------------------------------------------------------- conversions
     def to(self, backend: str | Backend | None = None, device: Any = None) -> Network:
-        """A copy of this network on another backend or device."""
-        return Network.from_arrays(
-            [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases],
-            activation=self.activation, cost=self.cost, backend=backend, device=device,
-            dtype=self.dtype,
-        )
+        """A copy of this network on another backend or device (values unchanged)."""
+        weights, biases = self.host_parameters()
+        return Network.from_arrays(weights, biases, activation=self.activation, cost=self.cost,
+                                   backend=backend, device=device, dtype=self.dtype,
+                                   preprocessing=self.preprocessing)
 
     def copy(self) -> Network:
         """An independent copy on the same backend and device."""
         return self.to(self.backend)
 
-    def get_params(self) -> tuple[list, list]:
+    def host_parameters(self) -> tuple[list, list]:
         """Host (NumPy) copies of ``(weights, biases)``."""
         return [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases]
 
+    def get_params(self) -> tuple[list, list]:
+        """Deprecated name of :meth:`host_parameters` (scikit-learn's ``get_params`` means
+        hyper-parameters)."""
+        warnings.warn("Network.get_params() is renamed host_parameters()", DeprecationWarning,
+                      stacklevel=2)
+        return self.host_parameters()
+
     def save(self, path, *, format: str | None = None, overwrite: bool = False) -> None:
-        """Save to ``path`` (JSON; see :mod:`portamlp.io`). Refuses to replace an existing file
-        unless ``overwrite=True``. The write is atomic."""
-        from .io import save
+        """Save to ``path`` (JSON or safetensors; see :mod:`portamlp.saving`). Refuses to replace
+        an existing file unless ``overwrite=True``. The write is atomic."""
+        from .saving import save  # the one lazy back-reference: the model saves itself
 
         save(self, path, format=format, overwrite=overwrite)
 
+
+def _check_shapes(host_w: list, host_b: list) -> None:
+    """Weights (n_out, n_in) and biases (n_out,), chained; hints for other layouts."""
+    for i, (w, b) in enumerate(zip(host_w, host_b)):
+        if w.ndim != 2:
+            raise ValueError(f"weights[{i}] must be 2-D (n_out, n_in), got shape {w.shape}")
+        if b.ndim == 2 and 1 in b.shape and b.size == w.shape[0]:
+            raise ValueError(
+                f"biases[{i}] has shape {b.shape}; portamlp expects ({w.shape[0]},), a flat "
+                f"vector (Nielsen's network.py stores columns): pass biases[{i}].reshape(-1)")
+        if b.shape != (w.shape[0],):
+            hint = ""
+            if b.shape == (w.shape[1],):
+                hint = (f"; weights[{i}] looks transposed: portamlp stores (n_out, n_in), "
+                        f"Keras and scikit-learn (n_in, n_out): pass weights[{i}].T")
+            raise ValueError(f"biases[{i}] must have shape ({w.shape[0]},) to match weights[{i}]"
+                             f" of shape {w.shape}, got {b.shape}{hint}")
+        if i and w.shape[1] != host_w[i - 1].shape[0]:
+            hint = ""
+            if w.shape[0] == host_w[i - 1].shape[0]:
+                hint = (" (weights look transposed: portamlp stores (n_out, n_in), Keras and "
+                        "scikit-learn (n_in, n_out): pass each weights[i].T)")
+            raise ValueError(
+                f"weights[{i}] has {w.shape[1]} inputs but layer {i} has "
+                f"{host_w[i - 1].shape[0]} units (weights[{i - 1}] shape {host_w[i - 1].shape})"
+                f"{hint}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .checks import check_choice
+
 __all__ = ["SGD", "Adam", "make_optimizer", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -41,7 +43,7 @@ class SGD:
             delta = eta * g  # η∇ (+ ηλW for weight matrices), from the current parameters
             if wd and p.ndim == 2:
                 delta = delta + (lr * wd) * p
-            if not mu:
+            if self.velocity is None:
                 p -= delta
                 continue
             v = self.velocity[i]
@@ -116,12 +118,11 @@ class Adam:
 def make_optimizer(name: str, params: list, xp: Any, *, learning_rate: float, momentum: float = 0.0,
                    nesterov: bool = False, weight_decay: float = 0.0):
     """Build the optimizer called ``name`` ("sgd" or "adam") over ``params``."""
+    name = check_choice("optimizer", name, OPTIMIZERS)
     if name == "sgd":
         return SGD(params, xp, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                    weight_decay=weight_decay)
-    if name == "adam":
-        if momentum or nesterov:
-            raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam has its own "
-                             "moments (beta1, beta2)")
-        return Adam(params, xp, learning_rate=learning_rate, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    if momentum or nesterov:
+        raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam has its own "
+                         "moments (beta1, beta2)")
+    return Adam(params, xp, learning_rate=learning_rate, weight_decay=weight_decay)

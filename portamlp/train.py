@@ -1,86 +1,418 @@
 """Training: the epoch / mini-batch loop, validation, history, callbacks and checkpoints.
 
-:func:`train` takes keyword options named after the original program's parameters, validates them
-into a frozen :class:`~portamlp.config.TrainConfig`, stages the data on the backend's device once,
-and runs mini-batch stochastic gradient descent. Nothing is printed: progress goes to a tqdm bar on
-stderr (only on a terminal unless ``progress=True``), advice goes through :mod:`warnings`.
+:func:`train` validates its options into a frozen :class:`~portamlp.config.TrainConfig`, stages
+the data on the backend's device once, and runs mini-batch stochastic gradient descent. Nothing
+is printed: progress goes to a tqdm bar on stderr (only on a terminal unless ``progress=True``),
+advice goes through :mod:`warnings`. Inside the mini-batch loop nothing is read back to the host:
+losses stay 0-d device arrays, and one transfer per epoch brings back the epoch's losses, a
+finiteness check of the weights and the validation figures together.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import itertools
 import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from .backend import Backend, describe_bytes, get_backend, is_out_of_memory
-from .checkpoint import arrays_to_backend, checkpoint_path, load_checkpoint, save_checkpoint
-from .config import SCHEDULES, EpochRecord, TrainConfig, TrainResult
-from .datasets.loading import n_classes, scale_images
+from .backend import BACKEND_NAMES, Backend, backend_of, get_backend, library_of, memory_phase
+from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .config import (
+    DEFAULT_HIDDEN,
+    DEFAULT_LAYERS,
+    EpochRecord,
+    RunPosition,
+    TrainConfig,
+    TrainResult,
+    options_doc,
+)
+from .datasets.registry import default_validation_length, n_classes
+from .datasets.scaling import Preprocessing
 from .datasets.sources import read_split
 from .datasets.staging import DeviceDataset
-from .errors import DeviceMemoryError, DivergenceError, PortamlpWarning, TrainingInterrupted
-from .host import epoch_loss, fresh_seed, make_rng, never_predicted, rng_state, set_rng_state
+from .errors import DivergenceError, PortamlpWarning, TrainingInterrupted, warn
+from .host import epoch_loss, fresh_seed, make_rng, rng_state, set_rng_state, summary_values
+from .inputs import as_features, as_labels, host_labels, host_numeric
 from .network import Network
 from .optim import make_optimizer
+from .schedules import SCHEDULES
 from .threads import limit_blas_threads
 
-__all__ = ["train", "TrainConfig", "TrainResult", "EpochRecord"]
+__all__ = ["train"]
+
+_CONFIG_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+#: The keyword arguments the caller of ``train`` actually wrote (set for the call's duration).
+_PASSED: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("_PASSED")
+
+
+def _record_passed(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Let ``func`` tell an option the caller wrote (``activation="sigmoid"``) from one left at
+    its default: a resumed run or a given network must not be overridden by defaults, and an
+    explicit conflicting value must be refused. The signature stays ``func``'s own."""
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        token = _PASSED.set(frozenset(kwargs))
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _PASSED.reset(token)
+    return wrapper
+
+
+@_record_passed
+def train(*, layers: Sequence[int] | str | None = None, train_length: int | None = None,
+          validation_length: int | None = None, test_length: int | None = None,
+          batch_size: int = 10, epochs: int = 5, learning_rate: float = 3.0,
+          learning_rate_schedule: str = "constant", activation: str = "sigmoid",
+          cost: str = "quadratic", optimizer: str = "sgd", momentum: float = 0.0,
+          nesterov: bool = False, weight_decay: float = 0.0, init: str = "auto",
+          dtype: Any = "float32", dataset: str = "mnist", scale: Any = 255, shuffle: bool = True,
+          seed: int | None = None, threads: int | None = None,
+          x: Any = None, y: Any = None, validation_data: tuple | None = None,
+          test_data: tuple | None = None, sample_weight: Any = None,
+          network: Network | None = None, backend: str | Backend | None = None,
+          device: Any = None, root: Any = None, download: bool = False,
+          progress: bool | None = None,
+          callbacks: Sequence[Callable] | Callable = (), checkpoint: Any = None,
+          resume: Any = None) -> TrainResult:
+    """Train a multilayer perceptron by mini-batch stochastic gradient descent.
+
+    With no arguments: Nielsen's classic network (784-30-10, sigmoid, quadratic cost, batch 10,
+    learning rate 3.0) for 5 epochs on the embedded MNIST (50,000 training images, 10,000
+    validation images from the end of the training file, the 10,000 test images).
+
+    Parameters
+    ----------
+{options}
+
+    Returns
+    -------
+    TrainResult
+        ``.network``, ``.history`` (one :class:`EpochRecord` per epoch), ``.test_accuracy``
+        (float, or None without test data) and ``.config``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad option; the message names it and what is valid.
+    DivergenceError
+        The loss or the weights became NaN or infinite (names the epoch and mini-batch).
+    DeviceMemoryError
+        The network or the data does not fit in the device's memory (names the phase).
+    TrainingInterrupted
+        SIGINT (Ctrl-C) or SIGTERM: ``.network`` holds the network at its last complete epoch;
+        with ``checkpoint`` set, a checkpoint at the current mini-batch was saved first.
+
+    Notes
+    -----
+    The data trains where it lives: arrays from PyTorch or CuPy train on that library and
+    device unless ``backend=`` says otherwise. Callbacks are called as
+    ``callback(record, network)`` after every epoch; returning ``True`` (and nothing else)
+    stops training. With ``sample_weight``, the weights are scaled to mean 1 over the training
+    rows, so the learning rate keeps its meaning.
+    """
+    passed = locals()
+    settings = {name: passed[name] for name in _CONFIG_NAMES}
+    given = set(_PASSED.get(frozenset())) & set(_CONFIG_NAMES)
+    callbacks = _callbacks(callbacks)
+    if (x is None) != (y is None):
+        raise ValueError("pass both x and y (your own data), or neither (a named data set)")
+    if x is None and (validation_data is not None or test_data is not None
+                      or sample_weight is not None):
+        raise ValueError("validation_data, test_data and sample_weight go with your own x and y")
+
+    ckpt = None
+    if resume is not None:
+        if network is not None:
+            raise ValueError("pass either network= or resume=, not both")
+        settings, ckpt = _settings_for_resume(resume, settings, given, own_data=x is not None)
+        checkpoint = resume if checkpoint is None else checkpoint
+    elif checkpoint is not None and checkpoint_path(checkpoint).exists():
+        raise FileExistsError(f"{checkpoint} already holds a checkpoint; pass resume="
+                              f"{str(checkpoint)!r} to continue that run, or choose another "
+                              "directory")
+    if network is not None:
+        _adopt_network_settings(network, settings, given)
+    be = _choose_backend(backend, device, network, x)
+    if settings["seed"] is None:
+        settings["seed"] = fresh_seed()
+    if settings["layers"] is None:
+        settings["layers"] = DEFAULT_LAYERS if x is None else _infer_layers(x, y, be)
+    cfg = TrainConfig(**settings)
+    if x is not None:
+        for name in ("dataset", "scale"):
+            if name in given:
+                warn(f"{name}={settings[name]!r} is ignored: it applies to named data sets, and "
+                     "your own x is used as given")
+
+    rng = make_rng(cfg.seed)
+    with be.activate(), limit_blas_threads(be.name, cfg.layers, cfg.batch_size, cfg.threads):
+        net = _make_network(cfg, network, ckpt, be, rng)
+        data = _stage(cfg, net, x, y, validation_data, test_data, sample_weight, root, download)
+        if len(data.train) % cfg.batch_size:
+            warn(f"train_length={len(data.train)} is not a multiple of batch_size="
+                 f"{cfg.batch_size}; the last mini-batch of each epoch has "
+                 f"{len(data.train) % cfg.batch_size} samples")
+        with memory_phase("allocating the optimizer state", be,
+                          "use smaller layers or optimizer='sgd' without momentum"):
+            opt = make_optimizer(cfg.optimizer, net.parameters(), be.xp,
+                                 learning_rate=cfg.learning_rate, momentum=cfg.momentum,
+                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        position = RunPosition(rng_state=rng_state(rng))
+        if ckpt is not None:
+            ckpt.optimizer_state(opt, be)
+            position = ckpt.position
+            set_rng_state(rng, position.rng_state or {})
+        run = _Trainer(net, opt, data, cfg, rng, progress=progress, callbacks=callbacks,
+                       checkpoint=None if checkpoint is None else Path(checkpoint),
+                       own_data=x is not None)
+        history, stopped = run.run(position)
+        test_accuracy = None
+        if data.test is not None:
+            with memory_phase("the final test", be, "use a smaller test_length"):
+                test_accuracy = run.evaluate(data.test)[0]
+    return TrainResult(network=net, history=history, test_accuracy=test_accuracy, config=cfg,
+                       stopped_early=stopped)
+
+
+if train.__doc__:  # the parameter list is generated from the option declarations
+    train.__doc__ = train.__doc__.replace("{options}", options_doc())
+
+
+def _callbacks(callbacks) -> list[Callable]:
+    if callable(callbacks):
+        return [callbacks]
+    try:
+        items = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a callable or a list of callables, got "
+                        f"{callbacks!r}") from None
+    for cb in items:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables, got {cb!r}")
+    return items
+
+
+# ------------------------------------------------------------------- choosing what to train
+def _settings_for_resume(directory, settings: dict, given: set,
+                         own_data: bool) -> tuple[dict, Checkpoint]:
+    """The checkpointed run's settings; a new value only for ``epochs`` (to extend the run)."""
+    ckpt = load_checkpoint(directory)
+    saved = {k: v for k, v in ckpt.config.items() if k in _CONFIG_NAMES}
+    if isinstance(saved.get("layers"), list):
+        saved["layers"] = tuple(saved["layers"])
+    for key in given - {"epochs"}:
+        value = settings[key]
+        if key in saved and (tuple(value) if key == "layers" else value) != saved[key]:
+            raise ValueError(f"{key}={value!r} differs from the checkpointed run's "
+                             f"{saved[key]!r}; a resumed run keeps its settings (only epochs "
+                             "may change)")
+    if ckpt.own_data and not own_data:
+        raise ValueError(f"the run checkpointed in {directory} trained on your own arrays: pass "
+                         "the same x= and y= (and validation_data=, test_data=) again to resume "
+                         "it")
+    if own_data and not ckpt.own_data:
+        raise ValueError(f"the run checkpointed in {directory} trained on the "
+                         f"{saved.get('dataset', 'mnist')!r} data set; resume it without x and y")
+    done = ckpt.position.epoch - 1
+    if "epochs" in given and settings["epochs"] != saved.get("epochs"):
+        if settings["epochs"] <= done:
+            warn(f"the checkpointed run has already done {done} epoch(s); epochs="
+                 f"{settings['epochs']} trains no further (pass a larger epochs to extend it)")
+        elif saved.get("learning_rate_schedule", "constant") != "constant":
+            warn(f"epochs changes from {saved.get('epochs')} to {settings['epochs']} under the "
+                 f"{saved['learning_rate_schedule']!r} schedule: the remaining epochs follow the "
+                 f"schedule over {settings['epochs']} epochs (the first {done} followed it over "
+                 f"{saved.get('epochs')})")
+        saved["epochs"] = settings["epochs"]
+    elif saved.get("epochs", 0) <= done:
+        warn(f"the checkpointed run has already done all its {done} epoch(s); pass a larger "
+             "epochs to extend it")
+    return {**settings, **saved}, ckpt
+
+
+def _adopt_network_settings(network: Network, settings: dict, given: set) -> None:
+    """A given network's layers, activation, cost and dtype win (conflicts are errors)."""
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a portamlp.Network, got {type(network).__name__}")
+    own = {"activation": network.activation, "cost": network.cost, "dtype": network.dtype,
+           "layers": network.layers}
+    for key, value in own.items():
+        mine = settings[key]
+        if key in given and mine is not None:
+            mine = tuple(mine) if key == "layers" and not isinstance(mine, str) else mine
+            if key == "dtype":
+                from .checks import check_dtype
+
+                mine = check_dtype(mine)
+            if mine != value:
+                raise ValueError(f"{key}={settings[key]!r} differs from the given network's "
+                                 f"{value!r}; leave it out to continue training that network")
+        settings[key] = value
+    if network.preprocessing is not None and "scale" not in given:
+        settings["scale"] = network.preprocessing.scale
+
+
+def _choose_backend(backend, device, network: Network | None, x) -> Backend:
+    """Explicit ``backend=`` wins; else the given network's; else ``x``'s library and device
+    (scikit-learn's rule: the computation follows the data); else the default."""
+    if network is not None:
+        if backend is None and device is None:
+            return network.backend
+        wanted = get_backend(backend if backend is not None else network.backend.name, device)
+        if wanted.name != network.backend.name or wanted.device != network.backend.device:
+            raise ValueError(f"the given network lives on {network.backend.name} "
+                             f"{network.backend.device}, not {wanted.name} {wanted.device}; "
+                             "move it first with network.to(backend, device)")
+        return network.backend
+    if backend is not None:
+        return get_backend(backend, device)
+    if x is not None and library_of(x) in BACKEND_NAMES:
+        return backend_of(x) if device is None else get_backend(library_of(x), device)
+    return get_backend(None, device)
+
+
+def _infer_layers(x, y, be: Backend) -> tuple[int, ...]:
+    """``(n_features, DEFAULT_HIDDEN, n_classes)`` for your own data."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        shape = host_numeric(x, "x").shape
+    if len(shape) != 2:
+        raise ValueError(f"x must have shape (n_samples, n_features), got shape {tuple(shape)}; "
+                         "or pass layers= explicitly")
+    if hasattr(y, "shape") and be.same_device(y):
+        top = int(be.xp.max(y)) if y.shape[0] else 1
+    else:
+        labels = host_labels(y)
+        top = int(labels.max()) if labels.size else 1
+    return (int(shape[1]), DEFAULT_HIDDEN, max(2, top + 1))
+
+
+def _make_network(cfg: TrainConfig, network, ckpt: Checkpoint | None, be: Backend,
+                  rng) -> Network:
+    """The network to train: given, restored from a checkpoint, or freshly initialised."""
+    if network is not None:
+        return network
+    if ckpt is not None:
+        fields = dict(ckpt.network_fields)
+        return Network.from_arrays(fields.pop("weights"), fields.pop("biases"), backend=be,
+                                   **fields)
+    assert cfg.layers is not None
+    return Network.initialize(cfg.layers, activation=cfg.activation, cost=cfg.cost,
+                              init=cfg.init, dtype=cfg.dtype, seed=rng, backend=be)
 
 
 # --------------------------------------------------------------------------- data staging
-def _stage_named(cfg: TrainConfig, be: Backend, root, download: bool) -> tuple:
+@dataclasses.dataclass
+class _Splits:
+    train: DeviceDataset
+    validation: DeviceDataset | None
+    test: DeviceDataset | None
+
+
+def _stage(cfg, net, x, y, validation_data, test_data, sample_weight, root, download) -> _Splits:
+    """Put the training, validation and test data on the network's device."""
+    be = net.backend
+    with memory_phase("staging the data", be,
+                      "use a smaller train_length / validation_length / test_length"):
+        if x is None:
+            return _stage_named(cfg, net, root, download)
+        train = _stage_arrays(net, x, y, cfg.train_length, "train", sample_weight)
+        if train is None:
+            raise ValueError("the training data is empty")
+        xv, yv = _pair(validation_data, "validation")
+        xt, yt = _pair(test_data, "test")
+        return _Splits(train,
+                       _stage_arrays(net, xv, yv, cfg.validation_length, "validation"),
+                       _stage_arrays(net, xt, yt, cfg.test_length, "test"))
+
+
+def _stage_named(cfg: TrainConfig, net: Network, root, download: bool) -> _Splits:
     """Train / validation / test splits of a named data set (or folder) on the device."""
     k = n_classes(cfg.dataset)
+    if net.layers[-1] != k:
+        raise ValueError(f"the last layer must have {k} units: {cfg.dataset} has {k} classes "
+                         f"(got layers={list(net.layers)})")
     images, labels = read_split(cfg.dataset, "train", root, k, download=download)
     n_file = images.shape[0]
-    n_val = min(10_000, n_file // 6) if cfg.validation_length is None else cfg.validation_length
+    n_val = default_validation_length(n_file) if cfg.validation_length is None \
+        else cfg.validation_length
     n_train = n_file - n_val if cfg.train_length is None else cfg.train_length
     if n_train + n_val > n_file:
         raise ValueError(
             f"train_length={n_train} + validation_length={n_val} exceed the {n_file} images of "
-            f"the {cfg.dataset!r} training file (validation rows are taken from its end)"
-        )
+            f"the {cfg.dataset!r} training file (validation rows are taken from its end)")
     if n_train == 0:
         raise ValueError("train_length must be >= 1")
+    n_features = images[0].size
+    if n_features != net.layers[0]:
+        raise ValueError(f"the first layer must have {n_features} units: {cfg.dataset} images "
+                         f"have {n_features} pixels (got layers={list(net.layers)})")
     test_images, test_labels = read_split(cfg.dataset, "test", root, k, download=download)
     n_test = test_images.shape[0] if cfg.test_length is None else cfg.test_length
     if n_test > test_images.shape[0]:
         raise ValueError(f"test_length={n_test} exceeds the {test_images.shape[0]} test images "
                          f"of {cfg.dataset!r}")
+    prep = Preprocessing.from_scale(cfg.scale, cfg.dataset, root, download)
+    net.preprocessing = prep
+    be = net.backend
 
     def stage(imgs, labs):
         if imgs.shape[0] == 0:
             return None
-        x = scale_images(imgs.reshape(imgs.shape[0], -1), cfg.scale, cfg.dtype,
-                         name=cfg.dataset, root=root)
-        return DeviceDataset(be.asarray(x), be.asarray(labs.astype("int64")), k, be)
+        xs = prep.apply(imgs.reshape(imgs.shape[0], -1), cfg.dtype)
+        return DeviceDataset(be.asarray(xs), be.asarray(labs.astype("int64")), k, be)
 
-    return (stage(images[:n_train], labels[:n_train]),
-            stage(images[n_file - n_val:], labels[n_file - n_val:]),
-            stage(test_images[:n_test], test_labels[:n_test]))
+    return _Splits(stage(images[:n_train], labels[:n_train]),
+                   stage(images[n_file - n_val:], labels[n_file - n_val:]),
+                   stage(test_images[:n_test], test_labels[:n_test]))
 
 
-def _stage_arrays(net: Network, x, y, limit, what) -> DeviceDataset | None:
-    """The caller's own arrays, checked and moved to the network's backend."""
+def _stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
+                  sample_weight: Any = None) -> DeviceDataset | None:
+    """The caller's own arrays, checked once and moved to the network's backend."""
     if x is None:
         return None
-    xs = net.as_input(x)
-    ys = net.as_labels(y, xs.shape[0])
+    be = net.backend
+    name = "x" if what == "train" else f"{what}_data x"
+    xs = as_features(x, be, net.dtype, net.layers[0], what=name, layers=net.layers)
+    ys = as_labels(y, be, xs.shape[0], net.layers[-1],
+                   what="y" if what == "train" else f"{what}_data y")
+    weights = None
+    if sample_weight is not None:
+        weights = _sample_weights(sample_weight, xs.shape[0])
     if limit is not None:
         if limit > xs.shape[0]:
             raise ValueError(f"{what}_length={limit} exceeds the {xs.shape[0]} samples given")
         xs, ys = xs[:limit, ...], ys[:limit]
+        weights = None if weights is None else weights[:limit]
     if xs.shape[0] == 0:
         return None
-    return DeviceDataset(xs, ys, net.layers[-1], net.backend)
+    if weights is not None:
+        weights = be.asarray(weights / weights.mean(), net.dtype)
+    return DeviceDataset(xs, ys, net.layers[-1], be, sample_weight=weights)
+
+
+def _sample_weights(sample_weight, n: int):
+    w = host_numeric(sample_weight, "sample_weight").astype("float64").reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"sample_weight has {w.shape[0]} values for {n} samples; they must "
+                         "match")
+    if not (w >= 0).all() or not (w < float("inf")).all():
+        raise ValueError("sample_weight must hold finite values >= 0")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must not be all zeros")
+    return w
 
 
 def _pair(data, what):
@@ -94,11 +426,6 @@ def _pair(data, what):
 
 
 # ----------------------------------------------------------------------------- the loop
-def _accuracy_and_missing(net: Network, data: DeviceDataset) -> tuple[float, list[int]]:
-    """Accuracy on a staged split, and the classes never predicted (one sync)."""
-    return never_predicted(net._predict_labels(data.x), data.labels, net.layers[-1])
-
-
 def _progress_bar(progress, total, epoch, epochs, initial=0):
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if not show:
@@ -132,368 +459,206 @@ def _stop_on_signals(enabled: bool):
             signal.signal(sig, old)
 
 
-def _options_for_resume(directory, options: dict) -> tuple[dict, Any]:
-    """Options of the checkpointed run; new values only for ``epochs`` (to extend the run)."""
-    ckpt = load_checkpoint(directory)
-    saved = dict(ckpt.state["config"])
-    saved["layers"] = tuple(saved["layers"])
-    for key, value in options.items():
-        if key == "epochs":
-            saved[key] = value
-            continue
-        if key in saved and (tuple(value) if key == "layers" else value) != saved[key]:
-            raise ValueError(f"{key}={value!r} differs from the checkpointed run's "
-                             f"{saved[key]!r}; a resumed run keeps its settings (only epochs "
-                             "may change)")
-    return saved, ckpt
-
-
-def train(*, x=None, y=None, validation_data=None, test_data=None, network: Network | None = None,
-          backend: str | Backend | None = None, device: Any = None, root=None,
-          progress: bool | None = None, callbacks: Sequence[Callable] = (),
-          checkpoint=None, resume=None, download: bool = False, **options) -> TrainResult:
-    """Train a multilayer perceptron by mini-batch stochastic gradient descent.
-
-    With no arguments: Nielsen's classic network (784-30-10, sigmoid, quadratic cost, batch 10,
-    learning rate 3.0) for 5 epochs on the embedded MNIST (50,000 training images, 10,000
-    validation images from the end of the training file, the 10,000 test images).
-
-    Parameters
-    ----------
-    layers : sequence of int, optional
-        Layer sizes, e.g. ``(784, 30, 10)`` (default), or the given ``network``'s.
-    train_length, validation_length, test_length : int, optional
-        Rows used from each split (default: all; see :class:`TrainConfig`).
-    batch_size : int
-        Mini-batch size (default 10). When it does not divide ``train_length`` a warning is
-        issued and the last, smaller batch is still used.
-    epochs : int
-        Passes over the training data (default 5).
-    learning_rate : float
-        Step size η (default 3.0, for the quadratic cost; try 0.05 with cross-entropy + momentum).
-    learning_rate_schedule : {"constant", "cosine"}
-        ``"cosine"`` lowers the rate each epoch along half a cosine, from ``learning_rate`` in
-        the first epoch towards 0 in the last (default ``"constant"``).
-    activation : {"sigmoid", "relu", "leaky_relu", "tanh"}
-    cost : {"quadratic", "cross_entropy"}
-    optimizer : {"sgd", "adam"}
-    momentum : float in [0, 1); nesterov : bool
-        SGD momentum (default 0: plain SGD).
-    weight_decay : float
-        L2 penalty λ: adds ``λ·W`` to each weight gradient (default 0).
-    init : {"auto", "normal", "scaled", "glorot", "he"}
-        See :meth:`Network.initialize`.
-    dtype : {"float32", "float64"}
-    dataset : str
-        ``"mnist"`` (embedded, default), ``"fashion-mnist"``, ``"kmnist"`` or a folder of
-        MNIST-format files. Ignored when ``x`` is given.
-    scale : {255, 256, "standardize"}
-        Pixel scaling for named data sets (default: divide by 255).
-    shuffle : bool
-        Shuffle the training rows every epoch (default True).
-    seed : int, optional
-        Seeds initial weights and shuffling (host RNG): the same seed gives the same run on
-        every backend. Default: fresh entropy, recorded in ``result.config.seed``.
-    threads : int, optional
-        BLAS threads while training on the NumPy backend. Default: one for small matrix
-        products (they gain nothing from more), else as many as there are idle cores.
-    x, y : arrays, optional
-        Your own training data instead of a data set: ``x`` of shape (n, layers[0]) (NumPy or
-        any supported library; moved to the backend), ``y`` integer class indices of shape (n,).
-    validation_data, test_data : pair of arrays, optional
-        ``(x, y)`` to validate on after each epoch / test on at the end (with ``x`` given).
-    network : Network, optional
-        Continue training this network (its layers, activation and cost win; it is updated in
-        place on its own backend).
-    backend, device : optional
-        See :func:`portamlp.get_backend`.
-    root : path, optional
-        Folder to search first for named data sets.
-    download : bool
-        Download a named data set (Fashion-MNIST, KMNIST) from its official source when it is
-        not found locally; files are checked against pinned hashes and cached.
-    progress : bool, optional
-        Show a per-epoch progress bar on stderr (default: only when stderr is a terminal).
-    callbacks : sequence of callables
-        Each is called as ``callback(record, network)`` after every epoch, with an
-        :class:`EpochRecord`; returning ``True`` stops training.
-    checkpoint : path, optional
-        Directory where a checkpoint (network, optimizer state, random state, epoch, history) is
-        written atomically at the end of every epoch. While it is set, SIGINT (Ctrl-C) and SIGTERM
-        save a checkpoint at the current mini-batch and raise :class:`TrainingInterrupted`.
-    resume : path, optional
-        Continue the run checkpointed in this directory, exactly where it stopped (same
-        settings; ``epochs`` may be raised to extend it). Your own ``x``/``y`` must be passed
-        again. Checkpoints keep going to the same directory unless ``checkpoint`` says otherwise.
-
-    Returns
-    -------
-    TrainResult
-        ``.network``, ``.history`` (one :class:`EpochRecord` per epoch), ``.test_accuracy``
-        (float, or None without test data) and ``.config``.
-
-    Raises
-    ------
-    ValueError, TypeError
-        A bad option; the message names it and what is valid.
-    DivergenceError
-        The loss or the weights became NaN or infinite (names the epoch and mini-batch).
-    DeviceMemoryError
-        The network or the data does not fit in the device's memory.
-    TrainingInterrupted
-        SIGINT/SIGTERM arrived while ``checkpoint`` was set; the checkpoint was saved.
-    """
-    ckpt = None
-    if resume is not None:
-        if network is not None:
-            raise ValueError("pass either network= or resume=, not both")
-        options, ckpt = _options_for_resume(resume, options)
-        checkpoint = resume if checkpoint is None else checkpoint
-    elif checkpoint is not None and checkpoint_path(checkpoint).exists():
-        raise FileExistsError(f"{checkpoint} already holds a checkpoint; pass resume="
-                              f"{str(checkpoint)!r} to continue that run, or choose another "
-                              "directory")
-    if network is not None:
-        _adopt_network_options(network, options)
-    unknown = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise TypeError(f"train() got unknown option(s) {sorted(unknown)}; valid options are "
-                        f"{sorted(f.name for f in dataclasses.fields(TrainConfig))}")
-    if options.get("seed") is None:
-        options["seed"] = fresh_seed()
-    cfg = TrainConfig(**options)
-    if cfg.layers is None:
-        cfg = dataclasses.replace(cfg, layers=(784, 30, 10))
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables, got {cb!r}")
-    if (x is None) != (y is None):
-        raise ValueError("pass both x and y (your own data), or neither (a named data set)")
-    if x is None and (validation_data is not None or test_data is not None):
-        raise ValueError("validation_data and test_data go with your own x and y")
-
-    rng = make_rng(cfg.seed)
-    net = _make_network(cfg, network, ckpt, backend, device, rng)
-    be = net.backend
-    train_set, val_set, test_set = _stage(cfg, net, x, y, validation_data, test_data, root,
-                                          download)
-    n_train = len(train_set)
-    if n_train % cfg.batch_size:
-        warnings.warn(
-            f"train_length={n_train} is not a multiple of batch_size={cfg.batch_size}; the last "
-            f"mini-batch of each epoch has {n_train % cfg.batch_size} samples", PortamlpWarning, 2)
-
-    opt = make_optimizer(cfg.optimizer, net.parameters(), be.xp, learning_rate=cfg.learning_rate,
-                         momentum=cfg.momentum, nesterov=cfg.nesterov,
-                         weight_decay=cfg.weight_decay)
-    position = {"epoch": 1, "batch": 0, "history": [], "loss_sum": 0.0, "seconds": 0.0}
-    if ckpt is not None:
-        opt.load_state(arrays_to_backend(ckpt.optimizer_arrays, be, cfg.dtype),
-                       ckpt.state["optimizer_scalars"])
-        set_rng_state(rng, ckpt.state["rng_state"])
-        position = {k: ckpt.state[k] for k in position}
-    run = _Run(net, opt, train_set, val_set, cfg, rng, progress, callbacks,
-               None if checkpoint is None else Path(checkpoint), own_data=x is not None)
-    try:
-        with limit_blas_threads(be.name, cfg.layers, cfg.batch_size, cfg.threads):
-            history, stopped = run.epochs(position)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        itemsize = 8 if cfg.dtype == "float64" else 4
-        per_step = 3 * cfg.batch_size * sum(cfg.layers) * itemsize  # z, a and δ of every layer
-        raise DeviceMemoryError(
-            f"out of memory during a training step on {be.name} {be.device}: a mini-batch of "
-            f"{cfg.batch_size} through layers {list(cfg.layers)} needs about "
-            f"{describe_bytes(per_step)} of activations and gradients besides the parameters; "
-            "use a smaller batch_size or smaller layers") from exc
-    test_accuracy = None
-    if test_set is not None:
-        test_accuracy, _ = _accuracy_and_missing(net, test_set)
-    return TrainResult(network=net, history=history, test_accuracy=test_accuracy, config=cfg,
-                       stopped_early=stopped)
-
-
-def _adopt_network_options(network: Network, options: dict) -> None:
-    """A given network's layers, activation, cost and dtype win (conflicts are errors)."""
-    if not isinstance(network, Network):
-        raise TypeError(f"network must be a portamlp.Network, got {type(network).__name__}")
-    for key, value in (("activation", network.activation), ("cost", network.cost),
-                       ("dtype", network.dtype)):
-        if options.get(key, value) != value:
-            raise ValueError(f"{key}={options[key]!r} differs from the given network's "
-                             f"{value!r}; leave it out to continue training that network")
-        options[key] = value
-    if options.get("layers") is not None and tuple(options["layers"]) != network.layers:
-        raise ValueError(f"layers={list(options['layers'])} differ from the given network's "
-                         f"{list(network.layers)}")
-    options["layers"] = network.layers
-
-
-def _make_network(cfg, network, ckpt, backend, device, rng) -> Network:
-    """The network to train: given, restored from a checkpoint, or freshly initialised."""
-    if network is not None:
-        if backend is not None or device is not None:
-            raise ValueError("a given network trains on its own backend; use network.to(...) "
-                             "first to move it")
-        return network
-    be = get_backend(backend, device)
-    n_params = sum(a * b + b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
-    try:
-        if ckpt is not None:
-            return Network.from_arrays(ckpt.weights, ckpt.biases, activation=cfg.activation,
-                                       cost=cfg.cost, backend=be, dtype=cfg.dtype)
-        return Network.initialize(cfg.layers, activation=cfg.activation, cost=cfg.cost,
-                                  init=cfg.init, dtype=cfg.dtype, seed=rng, backend=be)
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            itemsize = 8 if cfg.dtype == "float64" else 4
-            raise DeviceMemoryError(
-                f"out of memory allocating the network's {n_params:,} parameters for layers "
-                f"{list(cfg.layers)} ({describe_bytes(n_params * itemsize)} as {cfg.dtype}, "
-                f"more while drawing them) on {be.name} {be.device}; use smaller layers"
-            ) from exc
-        raise
-
-
-def _stage(cfg, net, x, y, validation_data, test_data, root, download):
-    """Put the training, validation and test data on the network's device."""
-    try:
-        if x is None:
-            train_set, val_set, test_set = _stage_named(cfg, net.backend, root, download)
-            n_features = train_set.x.shape[1]
-            if n_features != cfg.layers[0]:
-                raise ValueError(f"layers={list(cfg.layers)} expect {cfg.layers[0]} inputs but "
-                                 f"{cfg.dataset!r} images have {n_features} pixels")
-            return train_set, val_set, test_set
-        train_set = _stage_arrays(net, x, y, cfg.train_length, "train")
-        if train_set is None:
-            raise ValueError("the training data is empty")
-        val_set = _stage_arrays(net, *_pair(validation_data, "validation"),
-                                cfg.validation_length, "validation")
-        test_set = _stage_arrays(net, *_pair(test_data, "test"), cfg.test_length, "test")
-        if cfg.dataset != "mnist":
-            warnings.warn("dataset is ignored when x and y are given", PortamlpWarning, 3)
-        return train_set, val_set, test_set
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            raise DeviceMemoryError(
-                f"out of memory staging the data set on {net.backend.name} {net.backend.device}"
-                f" ({exc}); use a smaller train_length / validation_length / test_length"
-            ) from exc
-        raise
-
-
-class _Run:
+class _Trainer:
     """One training run's loop state (a class only to keep the loop's pieces small)."""
 
-    def __init__(self, net, opt, train_set, val_set, cfg, rng, progress, callbacks,
-                 checkpoint: Path | None, own_data: bool):
+    def __init__(self, net: Network, opt, data: _Splits, cfg: TrainConfig, rng, *, progress,
+                 callbacks: list[Callable], checkpoint: Path | None, own_data: bool):
         self.net, self.opt, self.cfg, self.rng = net, opt, cfg, rng
-        self.train_set, self.val_set = train_set, val_set
+        self.data = data
         self.progress, self.callbacks = progress, callbacks
         self.checkpoint, self.own_data = checkpoint, own_data
-        self.n_batches = -(-len(train_set) // cfg.batch_size)
+        self.n_batches = -(-len(data.train) // cfg.batch_size)
+        self.history: list[EpochRecord] = []
+        self.snapshot = self._copy_parameters()  # the network at its last complete epoch
 
-    def epochs(self, position: dict) -> tuple[list[EpochRecord], bool]:
+    # -- the epochs
+    def run(self, position: RunPosition) -> tuple[list[EpochRecord], bool]:
         """Run from ``position`` to the last epoch; return ``(history, stopped_early)``."""
         cfg = self.cfg
-        history = [h if isinstance(h, EpochRecord) else EpochRecord(**h)
-                   for h in position["history"]]
-        batch, loss_sum, seconds = position["batch"], position["loss_sum"], position["seconds"]
+        self.history = list(position.history)
         warned: list[int] = []
         schedule = SCHEDULES[cfg.learning_rate_schedule]
         with _stop_on_signals(self.checkpoint is not None) as received:
-            for epoch in range(position["epoch"], cfg.epochs + 1):
-                self.opt.learning_rate = schedule(cfg.learning_rate, epoch, cfg.epochs)
-                record = self._epoch(epoch, batch, loss_sum, seconds, received, history)
-                batch, loss_sum, seconds = 0, 0.0, 0.0
-                history.append(record)
-                if self.checkpoint is not None:
-                    self._save(epoch + 1, 0, 0.0, 0.0, history)
-                if record.never_predicted and record.never_predicted != warned:
-                    warned = record.never_predicted
-                    warnings.warn(
-                        f"after epoch {epoch} the network never predicts class(es) {warned} on "
-                        "the validation set (saturated outputs); try init='scaled' or "
-                        "cost='cross_entropy'", PortamlpWarning, 4)
-                stop = [cb(record, self.net) for cb in self.callbacks]  # every callback runs
-                if any(stop):
-                    return history, True
-        return history, False
+            try:
+                for epoch in range(position.epoch, cfg.epochs + 1):
+                    self.opt.learning_rate = schedule(cfg.learning_rate, epoch, cfg.epochs)
+                    record = self._epoch(epoch, position, received)
+                    position = RunPosition(rng_state=rng_state(self.rng))
+                    self.history.append(record)
+                    self.snapshot = self._copy_parameters()
+                    if self.checkpoint is not None:
+                        self._save(RunPosition(epoch + 1, 0, 0.0, 0.0, self.history,
+                                               rng_state(self.rng)))
+                    if record.never_predicted and record.never_predicted != warned:
+                        warned = record.never_predicted
+                        warn(PortamlpWarning(
+                            f"after epoch {epoch} the network never predicts class(es) {warned} "
+                            "on the validation set (saturated outputs); try {options}",
+                            options={"init": "scaled", "cost": "cross_entropy"}))
+                    stop = [cb(record, self.net) for cb in self.callbacks]  # every callback runs
+                    if received[0] is not None:  # a signal after the epoch's last mini-batch
+                        self._interrupt(epoch + 1, 0, received[0], saved=True)
+                    if any(s is True for s in stop):
+                        return self.history, True
+            except KeyboardInterrupt as exc:
+                if isinstance(exc, TrainingInterrupted):
+                    raise
+                raise self._interrupted(None, None) from None
+        return self.history, False
 
-    def _epoch(self, epoch, first_batch, loss_sum, seconds, received, history) -> EpochRecord:
-        cfg, net, xp = self.cfg, self.net, self.net.backend.xp
+    def _epoch(self, epoch: int, position: RunPosition, received) -> EpochRecord:
+        cfg, net = self.cfg, self.net
+        first_batch = position.batch if epoch == position.epoch else 0
+        carried_loss = position.loss_sum if first_batch else 0.0
+        carried_seconds = position.seconds if first_batch else 0.0
         state_at_start = rng_state(self.rng)  # resuming replays this epoch's permutation
         bar = _progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
         every = max(1, self.n_batches // 100)
-        backprop, step = net._backprop, self.opt.step
+        backprop, step = net.backprop, self.opt.step
         start = time.perf_counter()
-        losses = []
-        batches = self.train_set.batches(cfg.batch_size, self.rng if cfg.shuffle else None)
+        losses: list[Any] = []
+        batches = self.data.train.batches(cfg.batch_size, self.rng if cfg.shuffle else None)
         if first_batch:  # resuming mid-epoch: same permutation, skip the batches already done
             batches = itertools.islice(batches, first_batch, None)
         try:
-            for i, (xb, tb) in enumerate(batches, start=first_batch):
-                loss, grads = backprop(xb, tb)
-                losses.append(loss)
-                step(grads, 1.0 / xb.shape[0])
-                if bar is not None and (i + 1) % every == 0:
-                    bar.update(every)
-                if received[0] is not None:
-                    self._interrupt(epoch, i + 1, losses, loss_sum, state_at_start,
-                                    seconds + time.perf_counter() - start, history, received[0])
+            with memory_phase("a training step", net.backend, self._step_advice(),
+                              self._step_bytes()):
+                for i, (xb, tb, wb) in enumerate(batches, start=first_batch):
+                    loss, grads = backprop(xb, tb, sample_weight=wb)
+                    losses.append(loss)
+                    step(grads, 1.0 / xb.shape[0])
+                    if bar is not None and (i + 1) % every == 0:
+                        bar.update(every)
+                    if received[0] is not None:
+                        seconds = carried_seconds + time.perf_counter() - start
+                        self._save_interrupted(epoch, i + 1, losses, carried_loss, seconds,
+                                               state_at_start)
+                        self._interrupt(epoch, i + 1, received[0], saved=True)
         finally:
             if bar is not None:
                 bar.close()
-        total, bad = epoch_loss(xp, losses)  # one host transfer per epoch
-        total *= net._cost.value_scale
+        total, validation = self._epoch_summary(epoch, first_batch, losses)
+        record = EpochRecord(epoch=epoch, seconds=0.0,
+                             train_loss=(carried_loss + total) / len(self.data.train),
+                             learning_rate=self.opt.learning_rate)
+        if validation is not None:
+            (record.validation_accuracy, record.validation_loss,
+             record.never_predicted) = validation
+        record.seconds = carried_seconds + time.perf_counter() - start
+        return record
+
+    def _step_bytes(self) -> float:
+        itemsize = 8 if self.cfg.dtype == "float64" else 4
+        return 3.0 * self.cfg.batch_size * sum(self.net.layers) * itemsize
+
+    def _step_advice(self) -> str:
+        return (f"a mini-batch of {self.cfg.batch_size} through layers {list(self.net.layers)} "
+                "needs that for activations and gradients besides the parameters; use a "
+                "smaller batch_size or smaller layers")
+
+    # -- per-epoch figures, in one transfer
+    def _validation_vector(self, data: DeviceDataset):
+        """Device vector ``[correct, loss_sum, count of each predicted class...]``."""
+        net, xp = self.net, self.net.xp
+        outputs, loss = net.outputs_and_loss(data.x, data.targets)
+        predicted = xp.argmax(outputs, axis=1)
+        dtype = outputs.dtype
+        correct = xp.sum(xp.astype(predicted == data.labels, dtype))
+        classes = xp.arange(data.n_classes, dtype=predicted.dtype, device=net.backend.device)
+        counts = xp.sum(xp.astype(xp.expand_dims(predicted, axis=1) == classes, dtype), axis=0)
+        return xp.concat([xp.stack([correct, xp.astype(loss, dtype)]), counts])
+
+    def evaluate(self, data: DeviceDataset) -> tuple[float, float, list[int]]:
+        """Accuracy, mean loss and the classes never predicted on a staged split (one
+        transfer)."""
+        with self.net.backend.activate():
+            values = summary_values(self._validation_vector(data))
+        return self._validation_figures(values, len(data))
+
+    def _validation_figures(self, values, n: int) -> tuple[float, float, list[int]]:
+        counts = values[2:]
+        missing = [int(c) for c in range(len(counts)) if counts[c] == 0]
+        return float(values[0]) / n, float(values[1]) / n, missing
+
+    def _epoch_summary(self, epoch: int, first_batch: int, losses: list):
+        """The epoch's summed loss and validation figures, from one device-to-host transfer;
+        raises DivergenceError for a non-finite loss or weight."""
+        xp, net = self.net.xp, self.net
+        parts = []
+        if losses:
+            parts.append(xp.stack(losses))
+        finite = [xp.astype(xp.all(xp.isfinite(p)), losses[0].dtype if losses else
+                            net.weights[0].dtype) for p in net.parameters()]
+        parts.append(xp.stack(finite))
+        val = self.data.validation
+        if val is not None:
+            with memory_phase("validation", net.backend, "use a smaller validation_length"):
+                parts.append(xp.astype(self._validation_vector(val), parts[0].dtype))
+        values = summary_values(xp.concat(parts))
+        n_losses, n_params = len(losses), len(finite)
+        total, bad = epoch_loss(values[:n_losses])
         if bad is not None:
             raise DivergenceError(
                 f"training diverged in epoch {epoch}, mini-batch {first_batch + bad + 1} of "
                 f"{self.n_batches}: the loss became {total}; lower the learning rate "
-                f"(learning_rate={cfg.learning_rate})")
-        self._check_weights(epoch)
-        record = EpochRecord(epoch=epoch, seconds=0.0,
-                             train_loss=(loss_sum + total) / len(self.train_set))
-        if self.val_set is not None:
-            record.validation_accuracy, record.never_predicted = _accuracy_and_missing(
-                net, self.val_set)
-        record.seconds = seconds + time.perf_counter() - start
-        return record
+                f"(learning_rate={self.cfg.learning_rate})")
+        if not values[n_losses:n_losses + n_params].all():
+            raise DivergenceError(
+                f"training diverged in epoch {epoch}: the weights hold NaN or infinity; lower "
+                f"the learning rate (learning_rate={self.cfg.learning_rate})")
+        validation = None
+        if val is not None:
+            validation = self._validation_figures(values[n_losses + n_params:], len(val))
+        return total * net.loss_scale, validation
 
-    def _check_weights(self, epoch):
-        xp = self.net.backend.xp
-        for p in self.net.parameters():
-            if not bool(xp.all(xp.isfinite(p))):
-                raise DivergenceError(
-                    f"training diverged in epoch {epoch}: the weights hold NaN or infinity; lower "
-                    f"the learning rate (learning_rate={self.cfg.learning_rate})")
+    # -- interruption and checkpoints
+    def _copy_parameters(self) -> list:
+        xp = self.net.xp
+        return [xp.asarray(p, copy=True) for p in self.net.parameters()]
 
-    def _interrupt(self, epoch, next_batch, losses, loss_sum, rng_at_start, seconds, history,
-                   signum):
-        """Save a checkpoint at the current mini-batch, then stop with a message."""
-        total, bad = epoch_loss(self.net.backend.xp, losses)
-        total *= self.net._cost.value_scale
+    def _snapshot_network(self) -> Network:
+        net = self.net
+        return Network(self.snapshot[0::2], self.snapshot[1::2], activation=net.activation,
+                       cost=net.cost, backend=net.backend, preprocessing=net.preprocessing)
+
+    def _save_interrupted(self, epoch, next_batch, losses, carried_loss, seconds, rng_at_start):
+        """A checkpoint at the current mini-batch (after checking nothing diverged)."""
+        xp = self.net.xp
+        total, bad = epoch_loss(summary_values(xp.stack(losses)) if losses else [])
         if bad is not None:
             raise DivergenceError(f"training diverged in epoch {epoch}; no checkpoint written")
-        self._check_weights(epoch)
-        path = self._save(epoch, next_batch, loss_sum + total, seconds, history,
-                          rng=rng_at_start)
-        how = "train(resume=...)" if not self.own_data else "train(x=..., y=..., resume=...)"
-        name = signal.Signals(signum).name
-        raise TrainingInterrupted(
-            f"training stopped by {name} in epoch {epoch} after mini-batch {next_batch} of "
-            f"{self.n_batches}; checkpoint saved to {path}. Resume with "
-            f"{how.replace('...', repr(str(self.checkpoint)))} or "
-            f"`portamlp train --resume {self.checkpoint}`", checkpoint=self.checkpoint,
-            signum=signum)
+        for p in self.net.parameters():
+            if not bool(xp.all(xp.isfinite(p))):
+                raise DivergenceError(f"training diverged in epoch {epoch}: the weights hold NaN "
+                                      "or infinity; no checkpoint written")
+        self._save(RunPosition(epoch, next_batch, carried_loss + total * self.net.loss_scale,
+                               seconds, self.history, rng_at_start))
 
-    def _save(self, epoch, batch, loss_sum, seconds, history, rng=None):
-        state = {"config": self.cfg.to_dict(), "epoch": epoch, "batch": batch,
-                 "loss_sum": loss_sum, "seconds": seconds,
-                 "history": [dataclasses.asdict(h) for h in history],
-                 "rng_state": rng if rng is not None else rng_state(self.rng),
-                 "own_data": self.own_data}
-        return save_checkpoint(self.checkpoint, self.net, self.opt, state)
+    def _interrupted(self, epoch_batch: tuple | None, signum) -> TrainingInterrupted:
+        done = len(self.history)
+        where = "before the first epoch completed" if not done else f"after epoch {done}"
+        if self.checkpoint is not None and epoch_batch is not None:
+            how = "train(resume=...)" if not self.own_data else "train(x=..., y=..., resume=...)"
+            epoch, batch = epoch_batch
+            place = (f"in epoch {epoch} after mini-batch {batch} of {self.n_batches}" if batch
+                     else f"after epoch {epoch - 1}")
+            message = (f"training stopped by {signal.Signals(signum).name} {place}; checkpoint "
+                       f"saved to {checkpoint_path(self.checkpoint)}. Resume with "
+                       f"{how.replace('...', repr(str(self.checkpoint)))} or `portamlp train "
+                       f"--resume {self.checkpoint}`")
+        else:
+            name = signal.Signals(signum).name if signum else "KeyboardInterrupt"
+            message = (f"training stopped by {name} {where}; the exception's .network holds the "
+                       f"network as it was {where.replace('after', 'at the end of')}"
+                       if done else f"training stopped by {name} {where}; nothing to keep")
+        return TrainingInterrupted(message, checkpoint=self.checkpoint, signum=signum,
+                                   network=self._snapshot_network(), history=self.history)
+
+    def _interrupt(self, epoch: int, next_batch: int, signum, saved: bool):
+        raise self._interrupted((epoch, next_batch) if saved else None, signum)
+
+    def _save(self, position: RunPosition) -> Path:
+        assert self.checkpoint is not None
+        return save_checkpoint(self.checkpoint, self.net, self.opt, self.cfg.to_dict(),
+                               position, own_data=self.own_data)

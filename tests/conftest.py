@@ -23,8 +23,8 @@ if os.environ.get("PORTAMLP_TEST_BACKENDS"):
 
 
 def _param(name, device):
-    reason = _AVAILABLE[name]
-    marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
+    status = _AVAILABLE[name]
+    marks = [] if status.usable else [pytest.mark.skip(reason=f"{name}: {status.reason}")]
     return pytest.param((name, device), id=name, marks=marks)
 
 
@@ -33,6 +33,12 @@ def backend(request):
     """A :class:`portamlp.Backend` for each backend usable here."""
     name, device = request.param
     return portamlp.get_backend(name, device)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    """Both training dtypes, for tests where the dtype matters."""
+    return request.param
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ from portamlp.backend import BACKEND_NAMES, to_numpy
 def test_available_backends_reports_every_backend():
     avail = portamlp.available_backends()
     assert set(avail) == set(BACKEND_NAMES)
-    assert avail["numpy"] is None and avail["array_api_strict"] is None
-    for reason in avail.values():
-        assert reason is None or (isinstance(reason, str) and reason)
+    assert avail["numpy"].usable and avail["array_api_strict"].usable
+    assert avail["numpy"] and avail["numpy"].reason == "usable"
+    for status in avail.values():
+        assert isinstance(status.usable, bool) and isinstance(status.reason, str) and status.reason
+        assert bool(status) is status.usable
 
 
 def test_numpy_backend_attributes():
@@ -26,7 +28,7 @@ def test_numpy_backend_attributes():
 
 
 def test_auto_picks_cupy_only_with_a_gpu():
-    expected = "cupy" if portamlp.available_backends()["cupy"] is None else "numpy"
+    expected = "cupy" if portamlp.available_backends()["cupy"].usable else "numpy"
     assert portamlp.get_backend("auto").name == expected
 
 
@@ -103,7 +105,7 @@ def test_numpy_namespace_fast_paths_match_the_standard():
 
 
 def test_unusable_torch_device_is_a_value_error():
-    if portamlp.available_backends()["torch"]:
+    if not portamlp.available_backends()["torch"]:
         pytest.skip("torch is not installed")
     import torch
 

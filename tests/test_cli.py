@@ -66,7 +66,7 @@ def test_evaluate_plots(trained):
 
 
 def test_predict_a_png_of_a_test_image(trained):
-    from portamlp.images import digit_to_png
+    from portamlp.cli.images import digit_to_png
 
     d, _ = trained
     images, labels = portamlp.datasets.read_split("mnist", "test")
@@ -94,7 +94,8 @@ def test_info_lists_backends(tmp_path):
     out = run("info", cwd=tmp_path).stdout
     assert "numpy             usable" in out and "cupy" in out and "auto selects" in out
     data = json.loads(run("info", "--json", cwd=tmp_path).stdout)
-    assert data["backends"]["numpy"] is None
+    assert data["backends"]["numpy"] == {"usable": True, "reason": "usable"}
+    assert data["auto"] in ("numpy", "cupy")
 
 
 def test_config_file_and_flags_override(tmp_path):

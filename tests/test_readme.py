@@ -50,7 +50,7 @@ def test_command_line_section_runs_in_order(tmp_path):
 def test_python_blocks_run(index, tmp_path, monkeypatch):
     code = BLOCKS[index][1]
     real_train = portamlp.train
-    gpu = portamlp.available_backends()["cupy"] is None
+    gpu = portamlp.available_backends()["cupy"].usable
 
     def small_train(**kwargs):
         if kwargs.get("backend") == "cupy" and not gpu:

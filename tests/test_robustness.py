@@ -1,6 +1,7 @@
 """Nothing lost, nothing trusted blindly: checkpoints and exact resume, signals, atomic writes
 under SIGKILL, divergence, device memory, and train()'s arguments under hypothesis."""
 
+import json
 import random
 import signal
 import subprocess
@@ -24,7 +25,7 @@ RUN = dict(layers=(784, 16, 10), train_length=2000, validation_length=200, test_
 
 
 def _params(net):
-    w, b = net.get_params()
+    w, b = net.host_parameters()
     return w + b
 
 
@@ -41,7 +42,7 @@ def test_stop_after_an_epoch_then_resume_gives_identical_weights(tmp_path, extra
     straight = portamlp.train(**options)
     first = portamlp.train(checkpoint=tmp_path, callbacks=[lambda r, n: r.epoch == 1], **options)
     assert first.stopped_early and len(first.history) == 1
-    assert load_checkpoint(tmp_path).state["epoch"] == 2
+    assert load_checkpoint(tmp_path).position.epoch == 2
     resumed = portamlp.train(resume=tmp_path)
     _assert_same(straight.network, resumed.network)
     assert [h.epoch for h in resumed.history] == [1, 2, 3]
@@ -100,8 +101,8 @@ def test_signal_mid_epoch_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
     out, err = child.communicate(timeout=120)
     assert child.returncode == 3, out + err
     assert "interrupted" in out and "Traceback" not in err
-    state = load_checkpoint(ckpt).state
-    assert (state["epoch"], state["batch"]) > (1, 0)
+    position = load_checkpoint(ckpt).position
+    assert (position.epoch, position.batch) > (1, 0)
     resumed = portamlp.train(resume=ckpt)
     options = dict(layers=(784, 16, 10), validation_length=1000, test_length=500, epochs=12,
                    batch_size=10, learning_rate=1.0, momentum=0.5, seed=5)
@@ -122,9 +123,13 @@ def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130
     assert "Traceback" not in err and "portamlp train --resume ck" in err
-    assert not (tmp_path / "net.json").exists()
+    # the network at its last complete epoch is kept too, with a run record saying so
+    assert "saved the network at that epoch to net.json" in err
+    record = json.loads((tmp_path / "net.run.json").read_text())
+    assert record["interrupted"] is True and len(record["history"]) >= 1
     proc = subprocess.run([sys.executable, "-m", "portamlp", "train", "--resume", "ck",
-                           "--epochs", "2", "--save", "net.json", "--quiet"], cwd=tmp_path,
+                           "--epochs", "2", "--save", "net.json", "--force", "--quiet"],
+                          cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert portamlp.load(tmp_path / "net.json").layers == (784, 30, 10)
@@ -133,6 +138,7 @@ def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):
 CHILD_SAVE = textwrap.dedent("""
     import sys, portamlp
     from portamlp.checkpoint import save_checkpoint
+    from portamlp.config import RunPosition
     from portamlp.optim import SGD
     path, kind = sys.argv[1], sys.argv[2]
     nets = [portamlp.Network.initialize((784, 64, 10), seed=s, backend="numpy") for s in (0, 1)]
@@ -142,7 +148,8 @@ CHILD_SAVE = textwrap.dedent("""
         if kind == "model":
             nets[i % 2].save(path, overwrite=True)
         else:
-            save_checkpoint(path, nets[i % 2], opts[i % 2], {"epoch": i, "config": {}})
+            save_checkpoint(path, nets[i % 2], opts[i % 2], {},
+                            RunPosition(epoch=i + 1, rng_state={}), own_data=False)
         if i == 0:
             print("saved", flush=True)
         i += 1
@@ -169,7 +176,7 @@ def test_sigkill_during_saves_never_leaves_a_torn_file(tmp_path, kind, name, kil
             got = _params(portamlp.load(target))
         else:
             ck = load_checkpoint(target)
-            got = ck.weights + ck.biases
+            got = ck.network_fields["weights"] + ck.network_fields["biases"]
             assert set(ck.optimizer_arrays) == {f"velocity.{i}" for i in range(4)}
         matches = [all(np.array_equal(g, e) for g, e in zip(got, exp)) for exp in expected]
         assert any(matches)
@@ -182,8 +189,9 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint(tmp
     with pytest.raises(DivergenceError, match=r"epoch 2, mini-batch 1 of 100.*learning rate"):
         portamlp.train(checkpoint=tmp_path, epochs=3, callbacks=[poison], **RUN)
     ck = load_checkpoint(tmp_path)
-    assert ck.state["epoch"] == 2
-    assert all(np.all(np.isfinite(a)) for a in ck.weights + ck.biases)
+    assert ck.position.epoch == 2
+    assert all(np.all(np.isfinite(a))
+               for a in ck.network_fields["weights"] + ck.network_fields["biases"])
 
 
 def test_divergent_learning_rate_stops_training():
@@ -193,11 +201,14 @@ def test_divergent_learning_rate_stops_training():
                        epochs=2, learning_rate=1e10, batch_size=4, seed=0)
 
 
-def test_network_too_large_for_memory_is_explained():
-    with pytest.raises(portamlp.DeviceMemoryError) as info:
-        portamlp.train(layers=(784, 1 << 22, 1 << 22, 10), epochs=1)
+def test_network_too_large_for_host_memory_is_explained():
+    # the weights are drawn on the host first: running out there is host memory, named so
+    with pytest.raises(MemoryError) as info:
+        portamlp.train(layers=(784, 1 << 22, 1 << 22, 10), epochs=1, backend="numpy")
     msg = str(info.value)
-    assert "17,595,524,710,410 parameters" in msg and "70.4 TB" in msg and "smaller" in msg
+    assert not isinstance(info.value, portamlp.DeviceMemoryError)
+    assert "out of host memory" in msg and "drawing the initial weights" in msg
+    assert "17,595,524,710,410 parameters" in msg and "140.8 TB" in msg and "smaller" in msg
 
 
 # ----------------------------------------------------------------------------- hypothesis
@@ -245,10 +256,10 @@ def test_train_either_trains_or_raises_value_or_type_error(opts, with_validation
 
 
 def test_out_of_memory_during_a_step_is_explained(monkeypatch):
-    def exhausted(self, x, y, with_loss=True):
+    def exhausted(self, x, y, **kwargs):
         raise MemoryError("Unable to allocate 3.2 GiB for an array")
 
-    monkeypatch.setattr(Network, "_backprop", exhausted)
+    monkeypatch.setattr(Network, "backprop", exhausted)
     with pytest.raises(portamlp.DeviceMemoryError, match=r"batch of 10 through layers \[784, "
                                                          r"30, 10\].*smaller batch_size"):
         portamlp.train(epochs=1, train_length=100, validation_length=0, test_length=0)

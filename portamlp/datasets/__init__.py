@@ -8,22 +8,38 @@ mini-batches. Named data sets other than MNIST are found on disk, or downloaded 
 
 from .fetch import cache_dir, download
 from .idx import IDX_TYPES, read_idx, write_idx
-from .loading import SCALES, load, load_mnist, n_classes, scale_images
-from .registry import DATASETS, SPLITS
-from .sources import SYSTEM_DATA_DIR, clear_cache, find_files, read_split, search_dirs
+from .loading import LOAD_SPLITS, host_split, load, load_mnist
+from .registry import DATASETS, SPLITS, default_validation_length, n_classes
+from .scaling import SCALES, Preprocessing, check_scale, scale_images, train_moments
+from .sources import (
+    EMBEDDED_DIR,
+    SYSTEM_DATA_DIR,
+    clear_cache,
+    embedded_sums,
+    find_files,
+    read_split,
+    search_dirs,
+)
 from .staging import DeviceDataset
 
 __all__ = [
     "DATASETS",
+    "EMBEDDED_DIR",
     "IDX_TYPES",
+    "LOAD_SPLITS",
     "SCALES",
     "SPLITS",
     "SYSTEM_DATA_DIR",
     "DeviceDataset",
+    "Preprocessing",
     "cache_dir",
+    "check_scale",
     "clear_cache",
+    "default_validation_length",
     "download",
+    "embedded_sums",
     "find_files",
+    "host_split",
     "load",
     "load_mnist",
     "n_classes",
@@ -31,5 +47,6 @@ __all__ = [
     "read_split",
     "scale_images",
     "search_dirs",
+    "train_moments",
     "write_idx",
 ]

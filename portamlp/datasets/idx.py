@@ -32,7 +32,7 @@ from ..errors import DataFormatError
 __all__ = ["IDX_TYPES", "read_idx", "write_idx"]
 
 #: IDX type code -> big-endian NumPy dtype.
-IDX_TYPES = {
+IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -121,15 +121,18 @@ def read_idx(path: str | os.PathLike, *, sha256: str | None = None) -> np.ndarra
 
     Raises
     ------
+    FileNotFoundError
+        No such file (as :func:`portamlp.datasets.load` raises for a missing data set).
     DataFormatError
-        (a ``ValueError``) for a missing, empty, truncated or malformed file, or a bad gzip
-        stream; the message names the file and the problem.
+        (a ``ValueError``) for an empty, truncated or malformed file, or a bad gzip stream; the
+        message names the file and the problem.
     """
     path = Path(path)
     try:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such IDX file")
         if not path.is_file():
-            raise DataFormatError(f"{path}: no such file" if not path.exists() else
-                                  f"{path}: not a regular file")
+            raise DataFormatError(f"{path}: not a regular file")
         size = path.stat().st_size
         hasher = hashlib.sha256() if sha256 is not None else None
         with open(path, "rb") as f:
@@ -139,9 +142,11 @@ def read_idx(path: str | os.PathLike, *, sha256: str | None = None) -> np.ndarra
             else:
                 f.seek(0)
                 array = _read_raw(path, f, size, hasher)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise DataFormatError(f"{path}: cannot read the file ({exc})") from exc
-    if hasher is not None and hasher.hexdigest() != sha256.lower():
+    if hasher is not None and sha256 is not None and hasher.hexdigest() != sha256.lower():
         raise DataFormatError(
             f"{path}: SHA-256 of the decompressed file is {hasher.hexdigest()}, expected "
             f"{sha256}; the file is damaged"
@@ -161,7 +166,7 @@ def _read_raw(path: Path, f, size: int, hasher) -> np.ndarray:
         hasher.update(head[:header_size])
     f.seek(header_size)
     buf = np.empty(n_bytes, dtype=np.uint8)
-    view = memoryview(buf)
+    view = memoryview(buf)  # type: ignore[arg-type]
     filled = 0
     while filled < n_bytes:
         got = f.readinto(view[filled:])
@@ -199,7 +204,7 @@ def _read_gzip(path: Path, f, size: int, hasher) -> np.ndarray:
             if hasher is not None:
                 hasher.update(head[:header_size])
             buf = np.empty(n_bytes, dtype=np.uint8)
-            view = memoryview(buf)
+            view = memoryview(buf)  # type: ignore[arg-type]
             filled = 0
             while filled < n_bytes:
                 got = g.readinto(view[filled:filled + _CHUNK])

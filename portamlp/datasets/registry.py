@@ -7,7 +7,7 @@ with the hash of every compressed file pinned: the MD5 the publisher gives, or S
 
 from __future__ import annotations
 
-__all__ = ["DATASETS", "SPLITS", "file_names"]
+__all__ = ["DATASETS", "SPLITS", "file_names", "n_classes", "default_validation_length"]
 
 #: File stems of each split in the MNIST layout (found as ``<stem>.gz`` or raw ``<stem>``).
 SPLITS = {
@@ -75,3 +75,14 @@ def file_names(split: str) -> tuple[str, str]:
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not valid; choose one of {list(SPLITS)}")
     return SPLITS[split]
+
+
+def n_classes(name: str) -> int:
+    """Number of classes of a named data set (10 for a folder of MNIST-format files)."""
+    return DATASETS.get(name, {}).get("classes", 10)
+
+
+def default_validation_length(n_train_file: int) -> int:
+    """Rows at the end of a training file that form the validation split by default:
+    ``min(10_000, n // 6)`` (10,000 of MNIST's 60,000)."""
+    return min(10_000, n_train_file // 6)

@@ -25,25 +25,31 @@ from ..errors import DataFormatError
 from . import fetch as _fetch
 from .idx import read_idx
 from .registry import DATASETS, SPLITS, file_names
+from .registry import n_classes as registry_n_classes
 
 __all__ = [
     "DATASETS",
     "SPLITS",
+    "EMBEDDED_DIR",
     "SYSTEM_DATA_DIR",
     "clear_cache",
+    "embedded_sums",
     "find_files",
     "read_split",
+    "register_cache",
     "search_dirs",
 ]
 
 #: Folder of system-wide data sets (Debian's ``dataset-*`` packages).
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 
-_EMBEDDED = resources.files(__package__) / "mnist"
+#: Folder of the MNIST files embedded in the package.
+EMBEDDED_DIR = resources.files(__package__) / "mnist"
 
 
-def _embedded_sums() -> dict[str, str]:
-    text = (_EMBEDDED / "SHA256SUMS-idx.txt").read_text()
+def embedded_sums() -> dict[str, str]:
+    """SHA-256 sums of the embedded MNIST files (decompressed), by file stem."""
+    text = (EMBEDDED_DIR / "SHA256SUMS-idx.txt").read_text()
     return {name: digest for digest, name in (line.split() for line in text.splitlines() if line)}
 
 
@@ -100,7 +106,7 @@ def find_files(name: str, split: str, root=None, *, download: bool = False,
     """
     stems = file_names(split)
     if name == "mnist" and root is None:
-        return tuple(_EMBEDDED / (s + ".gz") for s in stems)  # type: ignore[return-value]
+        return tuple(EMBEDDED_DIR / (s + ".gz") for s in stems)  # type: ignore[return-value]
     if name not in DATASETS:
         directory = Path(name)
         if not directory.is_dir():
@@ -108,17 +114,17 @@ def find_files(name: str, split: str, root=None, *, download: bool = False,
                 f"unknown data set {name!r}: not one of {sorted(DATASETS)} and not a directory "
                 "holding MNIST-format files"
             )
-        found = [_locate(directory, s) for s in stems]
-        if all(found):
-            return found[0], found[1]
+        a, b = (_locate(directory, s) for s in stems)
+        if a is not None and b is not None:
+            return a, b
         raise FileNotFoundError(
             f"the {split} files ({stems[0]}[.gz], {stems[1]}[.gz]) were not found in {directory}"
         )
     dirs = search_dirs(name, root)
     for d, _ in dirs:
-        found = [_locate(d, s) for s in stems]
-        if all(found):
-            return found[0], found[1]
+        a, b = (_locate(d, s) for s in stems)
+        if a is not None and b is not None:
+            return a, b
     if download and DATASETS[name]["mirrors"]:
         d = _fetch.download(name, split, progressbar=progressbar)
         return d / (stems[0] + ".gz"), d / (stems[1] + ".gz")
@@ -203,12 +209,12 @@ def read_split(name: str, split: str, root=None, n_classes: int | None = None, *
     images_path, labels_path = find_files(name, split, root, download=download,
                                           progressbar=progressbar)
     embedded = name == "mnist" and root is None
-    sums = _embedded_sums() if embedded else {}
+    sums = embedded_sums() if embedded else {}
     stems = file_names(split)
     images = _read(images_path, sums.get(stems[0]), embedded)
     labels = _read(labels_path, sums.get(stems[1]), embedded)
     _check_split(images, labels, images_path, labels_path,
-                 DATASETS.get(name, {}).get("classes", 10) if n_classes is None else n_classes)
+                 registry_n_classes(name) if n_classes is None else n_classes)
     return images, labels
 
 
@@ -236,8 +242,13 @@ def _check_split(images, labels, images_path, labels_path, n_classes: int) -> No
             )
 
 
-#: Functions that empty the in-memory caches of this package (other modules append theirs).
 _CACHE_CLEARERS = [_read_cached.cache_clear]
+
+
+def register_cache(clear) -> None:
+    """Add a function that empties one of this package's in-memory caches (see
+    :func:`clear_cache`)."""
+    _CACHE_CLEARERS.append(clear)
 
 
 def clear_cache() -> None:

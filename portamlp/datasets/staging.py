@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, get_backend
+from ..checks import check_int
+from ..losses import one_hot
 
 __all__ = ["DeviceDataset"]
 
@@ -24,21 +26,24 @@ class DeviceDataset:
     n_classes : int
         Width of the one-hot targets (built once, on the device, in ``x``'s dtype).
     backend : Backend
+    sample_weight : array of shape (n,), optional
+        Per-sample weights on the same device, in ``x``'s dtype; batches then carry them as a
+        column ``(batch, 1)``.
     """
 
-    def __init__(self, x, labels, n_classes: int, backend: Backend):
+    def __init__(self, x, labels, n_classes: int, backend: Backend, sample_weight=None):
         if x.shape[0] != labels.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but labels has {labels.shape[0]}; "
                              "they must agree")
-        if (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
-                or n_classes < 1):
-            raise ValueError(f"n_classes={n_classes!r} must be a positive integer")
+        check_int("n_classes", n_classes, minimum=1)
         xp = backend.xp
         self.backend = backend
         self.x = x
         self.labels = labels
-        classes = xp.arange(n_classes, dtype=labels.dtype, device=backend.device)
-        self.targets = xp.astype(xp.expand_dims(labels, axis=1) == classes, x.dtype)
+        with backend.activate():
+            self.targets = one_hot(xp, labels, n_classes, x.dtype, backend.device)
+            self.weights = None if sample_weight is None else \
+                xp.reshape(sample_weight, (x.shape[0], 1))
 
     @classmethod
     def from_split(cls, name: str = "mnist", split: str = "train", *,
@@ -49,9 +54,10 @@ class DeviceDataset:
         Examples
         --------
         >>> data = DeviceDataset.from_split("mnist", "test", backend="numpy")
-        >>> x_batch, t_batch = next(data.batches(100, np.random.default_rng(0)))
+        >>> x_batch, t_batch, _ = next(data.batches(100, np.random.default_rng(0)))
         """
-        from .loading import load, n_classes
+        from .loading import load
+        from .registry import n_classes
 
         be = get_backend(backend, device)
         x, y = load(name, split, backend=be, dtype=dtype, scale=scale, flatten=True, **kwargs)
@@ -60,25 +66,39 @@ class DeviceDataset:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[tuple]:
-        """Yield ``(x_batch, targets_batch)``; shuffled by a host permutation when ``rng`` is given.
+    @property
+    def n_classes(self) -> int:
+        """Width of the one-hot targets."""
+        return int(self.targets.shape[1])
 
-        The permutation crosses to the device once per call; each batch is a device-side ``take``
-        (or a slice when not shuffling): no host copy and no synchronisation per batch. The last
-        batch is smaller when ``batch_size`` does not divide the number of samples.
+    def batches(self, batch_size: int, rng: np.random.Generator | None = None,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple]:
+        """Yield ``(x_batch, targets_batch, weights_batch or None)``.
+
+        Shuffled by a host permutation when ``rng`` is given: the permutation crosses to the
+        device once per call, and each batch is a device-side ``take`` (or a slice when not
+        shuffling): no host copy and no synchronisation per batch. The last batch is smaller
+        when ``batch_size`` does not divide the number of samples.
+
+        ``shard=(rank, size)`` yields only rank ``rank``'s contiguous share of every batch (for
+        data-parallel training: the shares of all ranks make up the same global batches).
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        xp, n = self.backend.xp, len(self)
-        if rng is None:
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                yield self.x[start:stop, ...], self.targets[start:stop, ...]
-            return
-        order = self.backend.asarray(rng.permutation(n))
-        x, t = self.x, self.targets
+        check_int("batch_size", batch_size, minimum=1)
+        rank, size = shard
+        be, xp, n = self.backend, self.backend.xp, len(self)
+        w = self.weights
+        with be.activate():
+            order = None if rng is None else be.asarray(rng.permutation(n))
         for start in range(0, n, batch_size):
-            idx = order[start:min(start + batch_size, n)]
-            yield xp.take(x, idx, axis=0), xp.take(t, idx, axis=0)
-
+            stop = min(start + batch_size, n)
+            m = stop - start
+            lo, hi = start + rank * m // size, start + (rank + 1) * m // size
+            with be.activate():  # the batch is made inside; the caller's code runs outside
+                if order is None:
+                    batch = (self.x[lo:hi, ...], self.targets[lo:hi, ...],
+                             None if w is None else w[lo:hi, ...])
+                else:
+                    idx = order[lo:hi]
+                    batch = (xp.take(self.x, idx, axis=0), xp.take(self.targets, idx, axis=0),
+                             None if w is None else xp.take(w, idx, axis=0))
+            yield batch

@@ -1,28 +1,42 @@
-"""The ``evaluate``, ``predict``, ``info`` and ``plot`` commands (see :mod:`portamlp.cli`)."""
+"""The ``evaluate``, ``predict``, ``info`` and ``plot`` commands (see :mod:`portamlp.cli.main`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import warn
+from .main import CLIError, add_common
+from .records import read_run_record, run_record_path
+
+__all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot"]
+
 EPILOG_EVALUATE = """examples:
   portamlp evaluate runs/net.json
   portamlp evaluate runs/net.json --dataset fashion-mnist --plot figures/
+  portamlp evaluate ckpt/                           the network of a training checkpoint
 """
 EPILOG_PREDICT = """examples:
   portamlp predict runs/net.json my-digit.png another.jpg
   portamlp predict runs/net.json --index 0          test image 0 instead of a file
+
+An image with no visible ink is reported as "no digit found" (exit status 1); the others are
+still classified.
 """
 
 
-def add_parsers(sub, add_common):
+def add_parsers(sub) -> None:
+    """Add ``evaluate``, ``predict``, ``info`` and ``plot`` to the subcommands."""
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
                        epilog=EPILOG_EVALUATE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="a saved network (.json)")
+    p.add_argument("model", type=Path, help="a saved network (.json, .safetensors, or a "
+                                            "checkpoint directory)")
     _data_flags(p)
+    p.add_argument("--length", type=int, help="use only the first N test images")
     p.add_argument("--plot", type=Path, metavar="DIR",
                    help="write confusion.png and misclassified.png into DIR")
     add_common(p)
@@ -30,7 +44,8 @@ def add_parsers(sub, add_common):
 
     p = sub.add_parser("predict", help="classify image files (or test images)",
                        epilog=EPILOG_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="a saved network (.json)")
+    p.add_argument("model", type=Path, help="a saved network (.json, .safetensors, or a "
+                                            "checkpoint directory)")
     p.add_argument("images", nargs="*", type=Path, help="PNG/JPEG files of single digits")
     p.add_argument("--index", type=int, action="append", help="test image N (repeatable)")
     _data_flags(p)
@@ -55,39 +70,48 @@ def _data_flags(p):
     p.add_argument("--dataset", help="data set (default: the one the model was trained on, "
                                      "else mnist)")
     p.add_argument("--scale", help="pixel scaling: 255, 256 or standardize (default: the "
-                                   "model's run record, else 255)")
+                                   "model's own, recorded when it was trained)")
     p.add_argument("--backend", help="backend to run on (default: auto)")
-    p.add_argument("--length", type=int, help="use only the first N test images")
+    p.add_argument("--device", help="device of the backend, e.g. cuda:1")
 
 
-def _run_record(model: Path) -> dict:
-    from .cli import run_record_path
-
-    path = run_record_path(model)
-    try:
-        return json.loads(path.read_text()).get("options", {}) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _model_and_data(args):
+def _load_model(args):
     import portamlp
 
-    from .datasets import load
+    return portamlp.load(args.model, backend=args.backend, device=args.device)
 
-    net = portamlp.load(args.model, backend=args.backend)
-    options = _run_record(args.model)
-    dataset = args.dataset or options.get("dataset") or "mnist"
-    scale = args.scale or options.get("scale") or 255
-    x, y = load(dataset, "test", backend=net.backend, dtype=net.dtype, scale=scale,
-                length=args.length)
-    return net, x, y, dataset, scale
+
+def _preprocessing(args, net, dataset: str):
+    """``--scale`` if given; else the model's own; else the run record's, else ÷255 (warned)."""
+    from ..datasets import Preprocessing
+
+    if args.scale is not None:
+        return Preprocessing.from_scale(args.scale, dataset)
+    if net.preprocessing is not None:
+        return net.preprocessing
+    recorded = read_run_record(args.model).get("options", {}).get("scale")
+    if recorded is not None:
+        return Preprocessing.from_scale(recorded, dataset)
+    warn(f"{args.model} does not record how its training pixels were scaled (it predates "
+         "portamlp 0.2, or was trained on your own arrays); assuming ÷255, pass --scale to "
+         "choose")
+    return Preprocessing.from_scale(255, dataset)
+
+
+def _dataset(args) -> str:
+    return args.dataset or read_run_record(args.model).get("options", {}).get("dataset") \
+        or "mnist"
 
 
 def cmd_evaluate(args) -> int:
-    from .backend import to_numpy
+    from ..backend import to_numpy
+    from ..datasets import load
 
-    net, x, y, dataset, _ = _model_and_data(args)
+    net = _load_model(args)
+    dataset = _dataset(args)
+    prep = _preprocessing(args, net, dataset)
+    x, y = load(dataset, "test", backend=net.backend, dtype=net.dtype, preprocessing=prep,
+                length=args.length)
     predicted, truth = to_numpy(net.predict(x)), to_numpy(y)
     k = net.layers[-1]
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -126,85 +150,87 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import portamlp
-
-    from .backend import to_numpy
-    from .datasets.loading import scale_images
+    from ..backend import to_numpy
 
     if not args.images and not args.index:
-        from .cli import CLIError
-
         raise CLIError("give image files to classify, or --index N for a test image")
-    net = portamlp.load(args.model, backend=args.backend)
-    options = _run_record(args.model)
-    scale = args.scale or options.get("scale") or 255
-    dataset = args.dataset or options.get("dataset") or "mnist"
-    rows, names, truth = [], [], []
+    net = _load_model(args)
+    dataset = _dataset(args)
+    rows: list[np.ndarray] = []
+    names: list[str] = []
+    truth: list[int | None] = []
+    blank: list[tuple[str, str]] = []
     if args.images:
-        from .images import prepare_digit
+        from .images import BlankImageError, prepare_digit
 
         for path in args.images:
-            rows.append(prepare_digit(path))
+            try:
+                rows.append(prepare_digit(path))
+            except BlankImageError as exc:
+                blank.append((str(path), str(exc)))
+                continue
             names.append(str(path))
             truth.append(None)
     if args.index:
-        from .datasets.sources import read_split
+        from ..datasets import read_split
 
         images, labels = read_split(dataset, "test")
         for i in args.index:
             if not 0 <= i < len(labels):
-                from .cli import CLIError
-
                 raise CLIError(f"--index {i} is out of range: the {dataset} test split has "
                                f"{len(labels)} images (0 to {len(labels) - 1})")
             rows.append(images[i])
             names.append(f"test image {i}")
             truth.append(int(labels[i]))
-    pixels = np.stack(rows).reshape(len(rows), -1)
-    x = scale_images(pixels, scale, net.dtype, name=dataset)
-    proba = to_numpy(net.predict_proba(x))
-    results = [{"input": n, "prediction": int(np.argmax(p)), "label": t,
-                "probabilities": [round(float(v), 6) for v in p]}
-               for n, p, t in zip(names, proba, truth)]
+    results: list[dict] = []
+    if rows:
+        prep = _preprocessing(args, net, dataset)
+        x = prep.apply(np.stack(rows).reshape(len(rows), -1), net.dtype)
+        proba = to_numpy(net.predict_proba(x))
+        results = [{"input": n, "prediction": int(np.argmax(p)), "label": t,
+                    "probabilities": [round(float(v), 6) for v in p]}
+                   for n, p, t in zip(names, proba, truth)]
+    for name, why in blank:
+        print(f"portamlp: warning: {name}: no digit found ({why})", file=sys.stderr)
     if args.json:
-        print(json.dumps(results))
-        return 0
+        print(json.dumps(results + [{"input": n, "prediction": None, "error": "no digit found"}
+                                    for n, _ in blank]))
+        return 1 if blank else 0
     for r in results:
         label = f" (label {r['label']})" if r["label"] is not None else ""
         print(f"{r['input']}: {r['prediction']}{label}")
         if not args.quiet:
             print("  " + "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(r["probabilities"])))
-    return 0
+    return 1 if blank else 0
 
 
 def cmd_info(args) -> int:
     import portamlp
 
-    from .provenance import environment
+    from .records import environment
 
     env = environment()
     backends = portamlp.available_backends()
-    devices = {}
-    for name, reason in backends.items():
-        if reason is None:
-            devices[name] = str(portamlp.get_backend(name).device)
+    devices = {name: str(portamlp.get_backend(name).device)
+               for name, status in backends.items() if status.usable}
+    auto = portamlp.get_backend("auto").name
     if args.json:
-        print(json.dumps({"environment": env, "backends": backends, "devices": devices}))
+        print(json.dumps({"environment": env, "auto": auto, "devices": devices,
+                          "backends": {k: {"usable": s.usable, "reason": s.reason}
+                                       for k, s in backends.items()}}))
         return 0
     print(f"portamlp {portamlp.__version__} on Python {env['python']} ({env['platform']})")
     for pkg, ver in env["packages"].items():
         print(f"  {pkg} {ver}")
     print("backends:")
-    for name, reason in backends.items():
-        state = f"usable, device {devices[name]}" if reason is None else f"not usable: {reason}"
+    for name, status in backends.items():
+        state = f"usable, device {devices[name]}" if status else f"not usable: {status.reason}"
         print(f"  {name:<17} {state}")
-    auto = portamlp.get_backend("auto").name
     print(f"auto selects: {auto}")
     return 0
 
 
 def cmd_plot(args) -> int:
-    from .cli import CLIError, run_record_path
     from .plots import plot_history
 
     path = args.run

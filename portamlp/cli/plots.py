@@ -66,9 +66,24 @@ def plot_confusion(matrix: np.ndarray, path, title: str = "confusion matrix") ->
     return Path(path)
 
 
+def _image_side(images: np.ndarray) -> int:
+    """The side of square images stored as rows (784 -> 28); refuses other feature vectors."""
+    n_features = int(np.prod(images.shape[1:]))
+    side = int(round(n_features ** 0.5))
+    if side * side != n_features:
+        raise ValueError(f"cannot draw rows of {n_features} features as images: "
+                         "plot_misclassified draws square images (28×28 = 784 features, ...)")
+    return side
+
+
 def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarray, path,
                        limit: int = 36) -> Path:
-    """A grid of misclassified digits, each titled "true → predicted"."""
+    """A grid of misclassified digits, each titled "true → predicted".
+
+    ``images`` holds one square image per row, flattened (n, side²) or not (n, side, side).
+    """
+    images = np.asarray(images)
+    side = _image_side(images)
     wrong = np.flatnonzero(true != predicted)[:limit]
     cols = 6
     rows = max(1, -(-len(wrong) // cols))
@@ -77,7 +92,7 @@ def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarr
     for ax in axes:
         ax.axis("off")
     for ax, i in zip(axes, wrong):
-        ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
+        ax.imshow(images[i].reshape(side, side), cmap="gray_r")
         ax.set_title(f"{true[i]} → {predicted[i]}", fontsize=10)
     if not len(wrong):
         axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")

@@ -136,14 +136,14 @@ def test_nan_truncated_and_hostile_files(tmp_path):
 
 # ----------------------------------------------------------------------------- safetensors
 def test_safetensors_round_trip_and_names(tmp_path, backend):
-    from portamlp import safetensors
+    from portamlp.saving import read_safetensors
 
     net = Network.initialize((784, 30, 20, 10), activation="relu", cost="cross_entropy",
                              seed=1, backend=backend)
     path = tmp_path / "net.safetensors"
     net.save(path)
-    tensors, meta = safetensors.read(path, 1 << 30)
-    assert list(tensors) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    tensors, meta = read_safetensors(path)
+    assert sorted(tensors) == ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"]
     assert meta == {"format": "portamlp-mlp", "version": "1", "layers": "[784, 30, 20, 10]",
                     "activation": "relu", "cost": "cross_entropy"}
     loaded = portamlp.load(path, backend=backend)
@@ -192,13 +192,20 @@ def _good_header():
 
 @pytest.mark.parametrize("change, match", [
     (lambda h, b: (h, b, 10**12), "header length"),
-    (lambda h, b: (h, b[:-4], None), "data_offsets"),
-    (lambda h, b: (h, b + b"xxxx", None), "after the last tensor"),
-    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "dtype": "Q9"}}, b, None), "'Q9'"),
-    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [3, 3]}}, b, None), "needs 36"),
-    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [-2, 3]}}, b, None), "shape"),
+    (lambda h, b: (h, b[:-4], None), "not fully covered"),
+    (lambda h, b: (h, b + b"xxxx", None), "not fully covered"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "dtype": "Q9"}}, b, None), "Q9"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [3, 3]}}, b, None),
+     "invalid shape"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [-2, 3]}}, b, None), "-2"),
     (lambda h, b: ({**h, "0.bias": {**h["0.bias"], "data_offsets": [16, 24]}}, b, None),
-     "overlaps"),
+     "invalid offset"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [2**32, 2**32]}}, b, None),
+     "overflow"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "shape": [2**64]}}, b, None),
+     "expected usize"),
+    (lambda h, b: ({**h, "0.weight": {**h["0.weight"], "dtype": "I64", "shape": [3]}}, b, None),
+     "dtype I64"),
     (lambda h, b: ({k: v for k, v in h.items() if k != "0.bias"}, b[:24], None),
      "missing tensor '0.bias'"),
     (lambda h, b: ({**h, "__metadata__": {"cost": "quadratic", "activation": "swish"}}, b, None),
@@ -210,7 +217,7 @@ def _good_header():
     (lambda h, b: ({**h, "rogue": {"dtype": "F32", "shape": [0], "data_offsets": [32, 32]}},
                    b, None), "unexpected tensor 'rogue'"),
     (lambda h, b: (h, np.full(8, np.nan, "<f4").tobytes(), None), "non-finite"),
-    (lambda h, b: ({**h, "__metadata__": {"activation": 3}}, b, None), "strings to strings"),
+    (lambda h, b: ({**h, "__metadata__": {"activation": 3}}, b, None), "expected a string"),
 ])
 def test_malformed_safetensors_raise_model_format_error(tmp_path, change, match):
     body = np.arange(8, dtype="<f4").tobytes()
@@ -227,7 +234,50 @@ def test_tiny_or_garbage_safetensors(tmp_path):
     with pytest.raises(ModelFormatError, match="truncated"):
         portamlp.load(path)
     path.write_bytes((5).to_bytes(8, "little") + b"{{{{{")
-    with pytest.raises(ModelFormatError, match="not valid JSON"):
+    with pytest.raises(ModelFormatError, match="invalid JSON"):
         portamlp.load(path)
     _write_safetensors(path, _good_header(), np.arange(8, dtype="<f4").tobytes())
     assert portamlp.load(path).layers == (3, 2)
+
+
+@pytest.mark.parametrize("dtype, torch_dtype", [("F16", "float16"), ("BF16", "bfloat16")])
+def test_half_precision_from_pytorch_loads_as_float32_or_is_refused(tmp_path, dtype,
+                                                                      torch_dtype):
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    model = model.to(getattr(torch, torch_dtype))
+    path = tmp_path / "half.safetensors"
+    st.save_file(model.state_dict(), path)
+    if dtype == "BF16":
+        with pytest.raises(ModelFormatError, match=r"dtype BF16.*model.float\(\)"):
+            portamlp.load(path, activation="relu", cost="cross_entropy")
+        return
+    net = portamlp.load(path, activation="relu", cost="cross_entropy", backend="numpy")
+    assert net.dtype == "float32"
+    np.testing.assert_array_equal(net.weights[0], model[0].weight.detach().float().numpy())
+
+
+def test_files_of_the_first_safetensors_writer_still_load(tmp_path):
+    """portamlp 0.1 wrote safetensors itself: an 8-byte aligned header, F32 tensors."""
+    weights = [np.arange(6, dtype="<f4").reshape(2, 3) / 7, np.ones((2, 2), "<f4")]
+    biases = [np.zeros(2, "<f4"), np.full(2, 0.5, "<f4")]
+    tensors = {"0.weight": weights[0], "0.bias": biases[0], "2.weight": weights[1],
+               "2.bias": biases[1]}
+    header, offset, chunks = {"__metadata__": {"format": "portamlp-mlp", "version": "1",
+                                               "layers": "[3, 2, 2]", "activation": "sigmoid",
+                                               "cost": "quadratic"}}, 0, []
+    for name, a in tensors.items():
+        header[name] = {"dtype": "F32", "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        chunks.append(a.tobytes())
+        offset += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(chunks))
+    net = portamlp.load(path, backend="numpy")
+    assert net.layers == (3, 2, 2) and net.preprocessing is None
+    for got, want in zip(net.weights + net.biases, weights + biases):
+        np.testing.assert_array_equal(got, want)

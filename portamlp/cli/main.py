@@ -1,0 +1,109 @@
+"""The ``portamlp`` command: a thin argparse front end over the library (no maths here).
+
+    portamlp                      # train the default network on the embedded MNIST
+    portamlp train --layers 784,100,10 --activation relu --cost cross_entropy --epochs 10
+    portamlp evaluate runs/mnist-784-30-10.json
+    portamlp predict runs/mnist-784-30-10.json digit.png
+    portamlp plot runs/mnist-784-30-10.run.json
+    portamlp info
+
+Exit status: 0 on success; 1 when the run itself failed (divergence, out of memory, an
+unexpected error); 2 when the command line or its inputs are wrong (a bad option or value, a
+missing or malformed file, a missing extra); 130 or 143 when SIGINT or SIGTERM stopped training;
+141 when the reader of the output went away (``portamlp predict ... | head -1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .. import __version__
+from ..errors import PortamlpWarning
+
+__all__ = ["CLIError", "build_parser", "main", "EXIT_FAILED", "EXIT_USAGE"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (the full usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_common(p) -> None:
+    """Flags every command has."""
+    p.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``portamlp`` parser with its subcommands."""
+    from . import tools, training
+
+    parser = Parser(
+        prog="portamlp",
+        description="Train and use multilayer perceptrons on MNIST-format data, on NumPy, CuPy "
+                    "and other Array API backends. With no command, runs `portamlp train`.",
+        epilog="run `portamlp COMMAND --help` for a command's options and examples",
+    )
+    parser.add_argument("--version", action="version", version=f"portamlp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    training.add_parser(sub)
+    tools.add_parsers(sub)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    text = message.render("cli") if isinstance(message, PortamlpWarning) else str(message)
+    print(f"portamlp: warning: {text}", file=sys.stderr)
+
+
+_USAGE_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError,
+                 IsADirectoryError, NotADirectoryError, PermissionError, ImportError)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status for an error (see the module's docstring)."""
+    return EXIT_USAGE if isinstance(exc, _USAGE_ERRORS) else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``portamlp`` command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["train"] + argv
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            # Library advice (PortamlpWarning) as one plain line on stderr; never in --json output.
+            warnings.showwarning = _show_warning
+            return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (`| head`): no message; keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("portamlp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
+        if not isinstance(exc, _USAGE_ERRORS + (OSError,)):
+            message = f"{type(exc).__name__}: {message}"
+        print(f"portamlp: error: {message}", file=sys.stderr)
+        return exit_status(exc)

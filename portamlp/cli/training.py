@@ -1,0 +1,226 @@
+"""``portamlp train``: its flags and config-file keys come from the option declarations
+(:func:`portamlp.config.cli_options`), so the command line, ``--config`` files and
+:func:`portamlp.train` always accept the same options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULT_LAYERS, cli_options
+from ..errors import TrainingInterrupted
+from .main import CLIError, add_common
+from .records import run_record_path, write_run_record
+
+__all__ = ["add_parser", "cmd_train", "read_config", "flag_name"]
+
+EPILOG = """examples:
+  portamlp train                                   Nielsen's 784-30-10 network, 5 epochs
+  portamlp train --layers 784,256,128,10 --activation relu --cost cross_entropy \\
+      --learning-rate 0.05 --momentum 0.9 --batch-size 100 --epochs 15 \\
+      --learning-rate-schedule cosine --scale standardize
+  portamlp train --backend cupy --epochs 30         the same code on a CUDA GPU
+  portamlp train --config run.toml --epochs 3       options from a file, flags win
+  portamlp train --json --quiet > run.json          machine-readable output
+  portamlp train --epochs 30 --checkpoint ckpt/     Ctrl-C saves; then:
+  portamlp train --resume ckpt/ --save net.json     continue where it stopped
+  portamlp train --network net.json --epochs 5      train a saved network further
+"""
+
+_TYPES = {"int": int, "float": float, "str": str, "layers": str, "scale": str, "path": Path}
+
+
+def flag_name(option: str) -> str:
+    """``learning_rate`` -> ``--learning-rate``."""
+    return "--" + option.replace("_", "-")
+
+
+def _describe_default(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default) or "none"
+    return str(default)
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``train`` to the subcommands: one flag per declared option, plus the command's own."""
+    p = sub.add_parser("train", help="train a network (the default command)",
+                       description="Train a multilayer perceptron and save it with a run record.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, kind, default, text in cli_options():
+        help_text = f"{text} (default: {_describe_default(default)})" if default not in (
+            None, ()) else text
+        if kind == "bool":
+            p.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        else:
+            p.add_argument(flag_name(name), dest=name, type=_TYPES[kind], default=None,
+                           metavar=name.upper(), help=help_text)
+    p.add_argument("--config", type=Path, help="TOML file of options (flags override it)")
+    p.add_argument("--save", type=Path, help="where to save the network, .json or "
+                                            ".safetensors (default: "
+                                            "runs/<dataset>-<layers>-<time>.json)")
+    p.add_argument("--force", action="store_true", help="replace an existing --save file")
+    add_common(p)
+    p.set_defaults(handler=cmd_train)
+    return p
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Options from a TOML file (top level or a ``[train]`` table); the same keys as the flags."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise CLIError("--config needs Python 3.11+ (tomllib) or: pip install tomli") from None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CLIError(f"{path}: not valid TOML ({exc})") from None
+    data = data.get("train", data)
+    known = [name for name, *_ in cli_options()]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        from ..checks import suggestion
+
+        hints = "".join(suggestion(u, known) for u in unknown)
+        raise CLIError(f"{path}: unknown option(s) {unknown}{hints}; valid: {sorted(known)}")
+    return data
+
+
+def _default_save_path(options: dict) -> Path:
+    layers = options.get("layers") or DEFAULT_LAYERS
+    if isinstance(layers, str):
+        layers = [s for s in layers.replace("-", ",").split(",") if s.strip()]
+    name = "-".join(str(s).strip() for s in layers)
+    dataset = Path(str(options.get("dataset", "mnist"))).name
+    return Path("runs") / f"{dataset}-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def _check_save(save: Path, force: bool) -> None:
+    """Fail before training, in command-line terms, if the network could not be saved."""
+    from ..saving import FORMATS, check_save_path
+
+    if save.suffix.lower() not in FORMATS:
+        raise CLIError(f"--save {save}: unknown extension {save.suffix or '(none)'}; name the "
+                       "file *.json or *.safetensors")
+    for p in (save, run_record_path(save)):
+        if p.exists() and not force:
+            raise CLIError(f"{p} already exists; pass --force to replace it or --save another "
+                           "path")
+    check_save_path(save, overwrite=True)
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops training like Ctrl-C (so the network trained so far is saved)."""
+    def handler(signum, frame):
+        raise TrainingInterrupted("terminated", signum=signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _options(args) -> dict[str, Any]:
+    options = read_config(args.config) if args.config else {}
+    for name, *_ in cli_options():
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    for key in ("checkpoint", "resume", "root"):
+        if options.get(key) is not None:
+            options[key] = Path(options[key])
+    return options
+
+
+def cmd_train(args) -> int:
+    import portamlp
+
+    options = _options(args)
+    naming = options
+    if options.get("resume") is not None:
+        from ..checkpoint import load_checkpoint
+
+        naming = load_checkpoint(options["resume"]).config  # name the output after that run
+    if options.get("network") is not None:
+        model = Path(options["network"])
+        options["network"] = portamlp.load(model, backend=options.pop("backend", None),
+                                           device=options.pop("device", None))
+        naming = dict(naming, layers=options["network"].layers)
+    save = args.save or _default_save_path(naming)
+    _check_save(save, args.force)
+    say = (lambda *a, **k: None) if (args.quiet or args.json) else print
+
+    def report(record, network):
+        val = (f", validation accuracy {record.validation_accuracy:.2%}"
+               if record.validation_accuracy is not None else "")
+        say(f"epoch {record.epoch}: {record.seconds:.2f} s, train loss "
+            f"{record.train_loss:.4f}{val}", flush=True)
+
+    if options.get("progress") is None and args.quiet:
+        options["progress"] = False
+    try:
+        with _sigterm_interrupts():
+            result = portamlp.train(callbacks=[report], **options)
+    except TrainingInterrupted as stop:
+        return _interrupted(stop, save, args, options)
+    net = result.network
+    net.save(save, overwrite=args.force)
+    record_path = run_record_path(save)
+    record = write_run_record(record_path, model=save, config=result.config.to_dict(),
+                              network=net, history=result.history,
+                              test_accuracy=result.test_accuracy,
+                              stopped_early=result.stopped_early, overwrite=args.force)
+    if args.json:
+        print(json.dumps(dict(record, model=str(save), run_record=str(record_path))))
+        return 0
+    if result.test_accuracy is not None:
+        print(f"test accuracy: {result.test_accuracy:.2%}")
+    if not args.quiet:
+        print(f"saved the network to {save} and the run record to {record_path}")
+    return 0
+
+
+def _interrupted(stop: TrainingInterrupted, save: Path, args, options: dict) -> int:
+    """Keep what was trained: save the network at its last complete epoch, say how to go on."""
+    status = 128 + (stop.signum or signal.SIGINT)
+    lines = []
+    if stop.epochs_done and stop.network is not None:
+        stop.network.save(save, overwrite=args.force)
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()
+                  if k not in ("network", "callbacks")}
+        write_run_record(run_record_path(save), model=save, config=config,
+                         network=stop.network, history=stop.history, test_accuracy=None,
+                         stopped_early=True, overwrite=args.force, interrupted=True)
+        lines.append(f"interrupted after epoch {stop.epochs_done}: saved the network at that "
+                     f"epoch to {save}")
+    else:
+        lines.append("interrupted before the first epoch completed: nothing to save")
+    if stop.checkpoint is not None and stop.epochs_done is not None:
+        lines.append(f"continue exactly where it stopped with: portamlp train --resume "
+                     f"{stop.checkpoint} --save {save} --force")
+    elif stop.epochs_done:
+        epochs = options.get("epochs", 5)
+        left = max(1, int(epochs) - stop.epochs_done) if isinstance(epochs, int) else 1
+        lines.append(f"train it further with: portamlp train --network {save} --epochs {left} "
+                     f"--save {save} --force (or use --checkpoint DIR to resume exactly)")
+    for line in lines:
+        print(f"portamlp: {line}", file=sys.stderr)
+    return status

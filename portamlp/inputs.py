@@ -1,0 +1,141 @@
+"""Checking the caller's arrays once, at the boundary, and putting them on a backend.
+
+Inputs may come from NumPy, CuPy, PyTorch, array-api-strict or nested lists. Arrays already on
+the target backend's device stay there (no copy when the dtype matches); others cross through
+the host once. The checks run once per call, never per mini-batch: shape, numeric dtype, finite
+values (a NaN row is named, with how many there are), and labels that are class indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, to_numpy
+
+__all__ = ["as_features", "as_labels", "host_numeric", "host_labels"]
+
+
+def host_numeric(a: Any, what: str) -> np.ndarray:
+    """A host copy (or view) of a numeric array from any supported library or nested lists."""
+    try:
+        host = np.asarray(to_numpy(a) if hasattr(a, "shape") else a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be a numeric array, got {type(a).__name__} ({exc})") \
+            from None
+    if not (np.issubdtype(host.dtype, np.number) or host.dtype == np.bool_):
+        raise TypeError(f"{what} must be a numeric array, got dtype {host.dtype}")
+    return host
+
+
+def _non_finite_message(what: str, n_bad: int, first: int, n_rows: int) -> str:
+    return (f"{what} holds NaN or infinite values in {n_bad} of its {n_rows} rows (the first is "
+            f"row {first}); remove or impute those rows before training or predicting")
+
+
+def _check_finite_host(host: np.ndarray, what: str) -> None:
+    if host.dtype.kind != "f" or np.isfinite(host).all():
+        return
+    rows = ~np.isfinite(host.reshape(host.shape[0], -1)).all(axis=1) if host.ndim else \
+        np.array([True])
+    raise ValueError(_non_finite_message(what, int(rows.sum()), int(np.argmax(rows)),
+                                         max(1, host.shape[0] if host.ndim else 1)))
+
+
+def _check_finite_device(arr: Any, xp: Any, what: str) -> None:
+    """One reduction and one host read; row details only when something is wrong."""
+    if bool(xp.all(xp.isfinite(arr))):
+        return
+    rows = xp.logical_not(xp.all(xp.isfinite(arr), axis=1))
+    n_bad = int(xp.sum(xp.astype(rows, xp.int64)))
+    first = int(xp.argmax(xp.astype(rows, xp.int8)))
+    raise ValueError(_non_finite_message(what, n_bad, first, arr.shape[0]))
+
+
+def as_features(x: Any, backend: Backend, dtype: Any, n_in: int | None = None, *,
+                what: str = "x", layers: tuple[int, ...] | None = None) -> Any:
+    """``x`` as a 2-D array ``(n_samples, n_in)`` of ``dtype`` on ``backend``'s device.
+
+    A 1-D ``x`` of length ``n_in`` is one sample. Raises ValueError for a wrong shape or
+    non-finite values, TypeError for a non-numeric array.
+    """
+    xp = backend.xp
+    target = backend.dtype(dtype)
+    with backend.activate():
+        if hasattr(x, "shape") and backend.same_device(x):
+            if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
+                    or x.dtype == xp.bool):
+                raise TypeError(f"{what} must be a numeric array, got dtype {x.dtype}")
+            arr = x if x.dtype == target else xp.astype(x, target)
+            if arr.ndim == 1 and n_in is not None and arr.shape[0] == n_in:
+                arr = xp.reshape(arr, (1, n_in))
+            _check_shape(arr.shape, n_in, what, layers)
+            _check_finite_device(arr, xp, what)
+            return arr
+        host = host_numeric(x, what)
+        if host.ndim == 1 and n_in is not None and host.shape[0] == n_in:
+            host = host.reshape(1, n_in)
+        _check_shape(host.shape, n_in, what, layers)
+        _check_finite_host(host, what)
+        return backend.asarray(host, target)
+
+
+def _check_shape(shape, n_in, what, layers) -> None:
+    if len(shape) == 2 and (n_in is None or shape[1] == n_in):
+        return
+    want = f"(n_samples, {n_in})" if n_in is not None else "(n_samples, n_features)"
+    where = f" for a network with layers {list(layers)}" if layers else ""
+    hint = ""
+    if len(shape) == 3 and n_in is not None and shape[1] * shape[2] == n_in:
+        hint = f"; flatten the images first: x.reshape(len(x), {n_in})"
+    raise ValueError(f"{what} must have shape {want}{where}, got shape {tuple(shape)}{hint}")
+
+
+def host_labels(y: Any, what: str = "y") -> np.ndarray:
+    """Integer class labels on the host, as int64; floats are accepted when whole numbers."""
+    try:
+        host = np.asarray(to_numpy(y) if hasattr(y, "shape") else y)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be an array of integer class labels") from None
+    if np.issubdtype(host.dtype, np.integer):
+        return host.astype(np.int64)
+    if np.issubdtype(host.dtype, np.floating):
+        if host.size and not (np.isfinite(host).all() and (host == np.round(host)).all()):
+            bad = float(host[~(np.isfinite(host) & (host == np.round(host)))].ravel()[0])
+            raise ValueError(f"{what} must hold class indices 0, 1, 2, ...; found {bad!r}. Map "
+                             "your labels to 0..k-1 (e.g. numpy.unique(y, return_inverse=True)), "
+                             "or use portamlp.sklearn.MLPClassifier, which encodes any labels")
+        return host.astype(np.int64)
+    raise TypeError(f"{what} must hold integer class indices, got dtype {host.dtype}; map your "
+                    "labels to 0..k-1, or use portamlp.sklearn.MLPClassifier, which encodes any "
+                    "labels")
+
+
+def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | None = None, *,
+              what: str = "y") -> Any:
+    """Class labels ``(n_samples,)`` as int64 on ``backend``'s device, each in
+    ``[0, n_classes)``. Whole-number floats (``0., 1., 2.``) are accepted."""
+    xp = backend.xp
+    with backend.activate():
+        if hasattr(y, "shape") and backend.same_device(y) and xp.isdtype(y.dtype, "integral"):
+            arr = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
+            lo, hi = (int(xp.min(arr)), int(xp.max(arr))) if arr.ndim == 1 and arr.shape[0] \
+                else (0, 0)
+        else:
+            host = host_labels(y, what)
+            lo, hi = (int(host.min()), int(host.max())) if host.ndim == 1 and host.size \
+                else (0, 0)
+            arr = backend.asarray(host)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-D (n_samples,), got shape {tuple(arr.shape)}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"got {n} samples but {arr.shape[0]} labels; they must match")
+    if n_classes is not None and (lo < 0 or hi >= n_classes):
+        fix = ("map your labels to 0..k-1 (e.g. numpy.unique(y, return_inverse=True)), or use "
+               "portamlp.sklearn.MLPClassifier, which encodes any labels")
+        if lo == 1 and hi == n_classes:
+            fix = f"your labels look 1-based: pass y - 1 ({fix})"
+        raise ValueError(f"{what} must hold class indices in [0, {n_classes - 1}] for "
+                         f"{n_classes} output units, found values in [{lo}, {hi}]; {fix}")
+    return arr
