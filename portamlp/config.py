@@ -121,13 +121,15 @@ class TrainConfig:
     learning_rate: float = option(3.0, "step size η (try 0.05 with cross-entropy and momentum)",
                                   lambda n, v: check_float(n, v, above=0.0), kind="float")
     learning_rate_schedule: str = option(
-        "constant", "rate per epoch: constant, or cosine (down towards 0 over the epochs)",
+        "constant", "the rate of each epoch; cosine goes down towards 0 over the epochs",
         _choice(tuple(SCHEDULES)), kind="str", choices=tuple(SCHEDULES))
     activation: str = option("sigmoid", "hidden-layer activation", _choice(tuple(ACTIVATIONS)),
                              kind="str", choices=tuple(ACTIVATIONS))
-    cost: str = option("quadratic", "quadratic (Nielsen's, the original program's) or softmax "
-                       "cross_entropy", _choice(tuple(COSTS)), kind="str", choices=tuple(COSTS))
-    optimizer: str = option("sgd", "sgd or adam", _choice(OPTIMIZERS), kind="str",
+    cost: str = option("quadratic", "quadratic is Nielsen's and the original program's; "
+                       "cross_entropy has a softmax output", _choice(tuple(COSTS)), kind="str",
+                       choices=tuple(COSTS))
+    optimizer: str = option("sgd", "how gradients update the weights", _choice(OPTIMIZERS),
+                            kind="str",
                             choices=OPTIMIZERS)
     momentum: float = option(0.0, "SGD momentum μ in [0, 1)",
                              lambda n, v: check_float(n, v, minimum=0.0, below=1.0), kind="float")
@@ -135,15 +137,15 @@ class TrainConfig:
                             kind="bool")
     weight_decay: float = option(0.0, "L2 penalty λ on the weights (not the biases)",
                                  lambda n, v: check_float(n, v, minimum=0.0), kind="float")
-    init: str = option("auto", "initial weights: auto is normal for sigmoid, he for (leaky) "
+    init: str = option("auto", "initial weights; auto is normal for sigmoid, he for (leaky) "
                        "relu, glorot for tanh", _choice(INITS), kind="str", choices=INITS)
     dtype: str = option("float32", "floating dtype of parameters and data",
                         lambda n, v: check_dtype(v, n), kind="str", choices=DTYPES)
     dataset: str = option("mnist", "mnist (embedded), fashion-mnist, kmnist or a folder of "
-                          "MNIST-format files (ignored with your own x, y)", _dataset, kind="str")
-    scale: Any = option(255, "pixel scaling of a named data set: ÷255, ÷256 (the original "
-                        "program) or standardize", lambda n, v: check_scale(v), kind="scale",
-                        choices=SCALES)
+                          "MNIST-format files (not with your own x, y)", _dataset, kind="str")
+    scale: Any = option(255, "pixels of a named data set ÷255, ÷256 (the original program) or "
+                        "standardized; stored with the model", lambda n, v: check_scale(v),
+                        kind="scale", choices=SCALES)
     shuffle: bool = option(True, "shuffle the training rows every epoch", check_bool,
                            kind="bool")
     seed: int | None = option(None, "seeds initial weights and order: the same run on every "
@@ -212,17 +214,19 @@ def _default_text(default: Any, default_text: str | None) -> str:
 
 def options_table() -> str:
     """The README's table of ``train`` options (Markdown), generated from the declarations."""
-    rows = ["| option | default | meaning |", "|---|---|---|"]
+    def code(v: Any) -> str:
+        return f"`{v!r}`"
+
+    rows = ["| option | default | values | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(TrainConfig):
         meta = f.metadata
-        help_text = meta["help"]
-        if meta["choices"]:
-            help_text += ": " + ", ".join(f"`{c!r}`" if isinstance(c, str) else f"`{c}`"
-                                          for c in meta["choices"])
-        rows.append(f"| `{f.name}` | {_default_text(f.default, meta['default_text'])} | "
-                    f"{help_text} |")
+        default = meta["default_text"] or code(f.default)
+        values = ", ".join(code(c) for c in meta["choices"]) if meta["choices"] else \
+            {"layers": "ints"}.get(meta["kind"], meta["kind"])
+        rows.append(f"| `{f.name}` | {default} | {values} | {meta['help']} |")
     for o in RUN_OPTIONS:
-        rows.append(f"| `{o.name}` | {_default_text(o.default, o.default_text)} | {o.help} |")
+        default = o.default_text or code(o.default)
+        rows.append(f"| `{o.name}` | {default} | {o.kind or 'Python only'} | {o.help} |")
     return "\n".join(rows)
 
 

@@ -299,17 +299,17 @@ class Network:
         """Class scores of each row, shape (n_samples, n_classes), rows summing to 1.
 
         With ``cost="cross_entropy"`` these are the softmax probabilities. With ``"quadratic"``
-        the output layer's activations are independent units, not probabilities: they are
-        clipped at 0 and divided by their row's sum (uniform where all are 0), so that the rows
-        sum to 1 and the highest stays the prediction; :meth:`feedforward` gives them raw.
-        Inputs from another library are copied to the network's backend; the result lives
-        there.
+        the output layer's activations are independent units, not probabilities: each row is
+        shifted up to be non-negative (only where an output is negative, as tanh's can be) and
+        divided by its sum (uniform where all are equal), so that the rows sum to 1 and the
+        highest stays the prediction; :meth:`feedforward` gives them raw. Inputs from another
+        library are copied to the network's backend; the result lives there.
         """
         xp = self.backend.xp
         a = self.feedforward(self._as_input(x))
         if self.cost == "cross_entropy":
             return a
-        a = xp.maximum(a, 0.0)
+        a = a - xp.minimum(xp.min(a, axis=1, keepdims=True), 0.0)
         total = xp.sum(a, axis=1, keepdims=True)
         k = a.shape[1]
         return xp.where(total > 0, a / xp.where(total > 0, total, 1.0), 1.0 / k)

@@ -27,9 +27,24 @@ def test_numpy_backend_attributes():
     assert isinstance(a, np.ndarray) and a.dtype == np.float64
 
 
-def test_auto_picks_cupy_only_with_a_gpu():
-    expected = "cupy" if portamlp.available_backends()["cupy"].usable else "numpy"
-    assert portamlp.get_backend("auto").name == expected
+@pytest.mark.parametrize("cupy_works", [True, False])
+def test_auto_picks_cupy_only_when_it_works(monkeypatch, cupy_works):
+    from portamlp import backend as bmod
+
+    probes = []
+
+    def probe(name):
+        probes.append(name)
+        if name == "cupy":
+            return None if cupy_works else "no CUDA device found"
+        return None
+
+    monkeypatch.setattr(bmod, "_probe", probe)
+    monkeypatch.setattr(bmod, "_namespace", lambda name: f"namespace of {name}")
+    monkeypatch.setattr(bmod, "_resolve_device", lambda name, xp, device: f"device of {name}")
+    chosen = portamlp.get_backend("auto")
+    assert chosen.name == ("cupy" if cupy_works else "numpy")
+    assert chosen.xp == f"namespace of {chosen.name}" and probes[0] == "cupy"
 
 
 def test_environment_variable_chooses_the_default(monkeypatch):

@@ -109,6 +109,7 @@ def test_config_file_and_flags_override(tmp_path):
     assert len(record["history"]) == 1 and record["options"]["cost"] == "cross_entropy"
 
 
+@pytest.mark.slow
 def test_no_arguments_runs_the_default_configuration(tmp_path):
     """`portamlp` alone: Nielsen's network, 5 epochs on the full embedded MNIST (a few seconds)."""
     env = dict(os.environ, PORTAMLP_BACKEND="numpy")
@@ -158,3 +159,35 @@ def test_help_shows_examples(tmp_path):
     for flag in ("--layers", "--train-length", "--validation-length", "--test-length",
                  "--seed", "--dtype", "--dataset", "--backend", "--config", "--quiet", "--json"):
         assert flag in out
+
+
+# ---------------------------------------------------------- defects found in review (issue 10)
+def test_resume_without_save_names_the_output_after_the_checkpointed_run(tmp_path):
+    run("train", "--layers", "784,12,10", "--train-length", "500", "--validation-length", "0",
+        "--test-length", "100", "--epochs", "1", "--seed", "0", "--checkpoint", "ck",
+        "--save", "first.json", "--quiet", cwd=tmp_path)
+    run("train", "--resume", "ck", "--epochs", "2", "--quiet", cwd=tmp_path)
+    saved = sorted(p.name for p in (tmp_path / "runs").glob("*.json")
+                   if not p.name.endswith(".run.json"))
+    assert len(saved) == 1 and saved[0].startswith("mnist-784-12-10-"), saved
+
+
+def test_predict_has_no_length_flag(trained):
+    d, _ = trained
+    proc = run("predict", "net.json", "--index", "0", "--length", "5", cwd=d, check=False)
+    assert proc.returncode == 2 and "unrecognized arguments: --length" in proc.stderr
+
+
+def test_misclassified_grid_draws_other_square_sizes_and_refuses_vectors(tmp_path):
+    pytest.importorskip("matplotlib")
+    from portamlp.cli.plots import plot_misclassified
+
+    rng = np.random.default_rng(0)
+    truth, predicted = np.array([0, 1, 2, 3]), np.array([0, 2, 2, 1])
+    for side in (8, 28, 32):
+        path = tmp_path / f"grid{side}.png"
+        plot_misclassified(rng.random((4, side * side)), truth, predicted, path)
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    plot_misclassified(rng.random((4, 8, 8)), truth, predicted, tmp_path / "unflat.png")
+    with pytest.raises(ValueError, match="cannot draw rows of 10 features as images"):
+        plot_misclassified(rng.random((4, 10)), truth, predicted, tmp_path / "no.png")

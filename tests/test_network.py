@@ -214,3 +214,54 @@ def test_to_and_copy_are_independent(backend):
     copy = net.copy()
     copy.weights[0][0, 0] = 99.0
     assert net.weights[0][0, 0] != 99.0
+
+
+# ---------------------------------------------------------- defects found in review (issue 10)
+def test_dtype_objects_give_the_same_weights_as_names(backend):
+    by_name = Network.initialize((20, 7, 3), seed=3, dtype="float64", backend=backend)
+    by_object = Network.initialize((20, 7, 3), seed=3, dtype=np.float64, backend=backend)
+    by_native = Network.initialize((20, 7, 3), seed=3, dtype=backend.xp.float64, backend=backend)
+    for a, b, c in zip(by_name.parameters(), by_object.parameters(), by_native.parameters()):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(c))
+    assert by_object.dtype == "float64"
+    # float32 is the float64 draw rounded, not a different draw
+    f32 = Network.initialize((20, 7, 3), seed=3, dtype=np.float32, backend="numpy")
+    np.testing.assert_array_equal(f32.weights[0], to_numpy(by_name.weights[0]).astype(np.float32))
+
+
+def test_host_parameters_replaces_get_params():
+    net = Network.initialize((4, 3), seed=0, backend="numpy")
+    w, b = net.host_parameters()
+    np.testing.assert_array_equal(w[0], net.weights[0])
+    with pytest.warns(DeprecationWarning, match="host_parameters"):
+        w2, _ = net.get_params()
+    np.testing.assert_array_equal(w2[0], w[0])
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_predict_proba_rows_sum_to_one_under_the_quadratic_cost(activation, rng, dtype):
+    net = Network.initialize((6, 5, 4), activation=activation, cost="quadratic", seed=2,
+                             backend="numpy", dtype=dtype)
+    x = rng.standard_normal((30, 6))
+    proba = to_numpy(net.predict_proba(x))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert (proba >= 0).all()
+    np.testing.assert_array_equal(proba.argmax(axis=1), to_numpy(net.predict(x)))
+
+
+def test_input_helpers_are_private():
+    assert not any(hasattr(Network, name) for name in ("as_input", "as_labels", "one_hot"))
+
+
+def test_to_keeps_the_values(backend, dtype):
+    net = Network.initialize((5, 4, 3), seed=9, dtype=dtype, backend="numpy",
+                             activation="tanh", cost="cross_entropy")
+    moved = net.to(backend)
+    assert (moved.activation, moved.cost, moved.dtype) == ("tanh", "cross_entropy", dtype)
+    for a, b in zip(net.parameters(), moved.parameters()):
+        assert backend.same_device(b)
+        np.testing.assert_array_equal(to_numpy(b), a)
+    back = moved.to("numpy")
+    for a, b in zip(net.parameters(), back.parameters()):
+        np.testing.assert_array_equal(b, a)

@@ -32,6 +32,7 @@ def test_readme_shows_the_two_setup_commands():
     assert "python -m pytest" in ci and 'pip install --quiet -e ".[test]"' in ci
 
 
+@pytest.mark.slow
 def test_command_line_section_runs_in_order(tmp_path):
     lines = _cli_lines()
     assert len(lines) >= 5
@@ -88,6 +89,7 @@ def _fake_fashion(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(os.environ.get("PORTAMLP_SKIP_INSTALL_TEST") == "1",
                     reason="PORTAMLP_SKIP_INSTALL_TEST=1")
+@pytest.mark.slow
 def test_fresh_install_command(tmp_path):
     """The README's first set-up command, verbatim, on a copy of the repository."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)

@@ -85,6 +85,7 @@ CHILD_TRAIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_mid_epoch_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
     script = tmp_path / "child.py"
@@ -111,6 +112,7 @@ def test_signal_mid_epoch_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
     assert len(resumed.history) == 12
 
 
+@pytest.mark.slow
 def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-m", "portamlp", "train", "--epochs", "30", "--checkpoint", "ck",
@@ -156,6 +158,7 @@ CHILD_SAVE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, name, kills", [("model", "net.json", 12),
                                                ("model", "net.safetensors", 12),
                                                ("checkpoint", "ckpt", 10)])
@@ -263,3 +266,83 @@ def test_out_of_memory_during_a_step_is_explained(monkeypatch):
     with pytest.raises(portamlp.DeviceMemoryError, match=r"batch of 10 through layers \[784, "
                                                          r"30, 10\].*smaller batch_size"):
         portamlp.train(epochs=1, train_length=100, validation_length=0, test_length=0)
+
+
+# ---------------------------------------------------------- defects found in review (issue 10)
+def test_resume_of_a_run_on_own_arrays_needs_them_again(tmp_path, mnist_small):
+    x, y = mnist_small[0][:300], mnist_small[1][:300]
+    portamlp.train(x=x, y=y, layers=(784, 8, 10), epochs=1, checkpoint=tmp_path, seed=0)
+    with pytest.raises(ValueError, match="trained on your own arrays: pass the same x= and y="):
+        portamlp.train(resume=tmp_path, epochs=2)
+    resumed = portamlp.train(x=x, y=y, resume=tmp_path, epochs=2)
+    assert len(resumed.history) == 2
+    named = tmp_path / "named"
+    portamlp.train(checkpoint=named, epochs=1, **RUN)
+    with pytest.raises(ValueError, match="trained on the 'mnist' data set; resume it without"):
+        portamlp.train(x=x, y=y, resume=named)
+
+
+def _rewrite_checkpoint(path, change):
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(path))
+    doc = json.loads(meta["portamlp.checkpoint"])
+    tensors, doc = change(tensors, doc)
+    save_file(tensors, str(path), metadata={"portamlp.checkpoint": json.dumps(doc)})
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda t, d: (t, {k: v for k, v in d.items() if k != "config"}), "field 'config'"),
+    (lambda t, d: (t, {**d, "position": {**d["position"], "epoch": "two"}}),
+     "'position' is malformed.*epoch must be an integer"),
+    (lambda t, d: (t, {**d, "position": {k: v for k, v in d["position"].items()
+                                         if k != "history"}}), "'position' is malformed"),
+    (lambda t, d: (t, {**d, "own_data": "yes"}), "field 'own_data'"),
+    (lambda t, d: ({**t, "optimizer.velocity.0": np.zeros((3, 3), np.float32)}, d),
+     "optimizer tensor 'velocity.0' has shape"),
+    (lambda t, d: ({**t, "optimizer.velocity.1": np.full(16, np.nan, np.float32)}, d),
+     "'velocity.1' holds NaN"),
+    (lambda t, d: ({k: v for k, v in t.items() if k != "network.2.bias"}, d),
+     "missing tensor '2.bias'"),
+    (lambda t, d: (t, {**d, "network": {**d["network"], "activation": 3}}),
+     "'network.activation' must be a string"),
+])
+def test_malformed_checkpoint_names_file_and_field(tmp_path, change, match):
+    portamlp.train(checkpoint=tmp_path, epochs=1, momentum=0.5, **RUN)
+    path = checkpoint_path(tmp_path)
+    _rewrite_checkpoint(path, change)
+    with pytest.raises(portamlp.ModelFormatError, match=match) as info:
+        portamlp.train(resume=tmp_path, epochs=2)
+    assert str(path) in str(info.value)
+
+
+def test_extending_a_cosine_run_warns_how_the_rates_change(tmp_path):
+    portamlp.train(checkpoint=tmp_path, epochs=2, learning_rate_schedule="cosine", **RUN)
+    with pytest.warns(portamlp.PortamlpWarning, match=r"remaining epochs follow the schedule "
+                                                      r"over 4 epochs \(the first 2 followed it "
+                                                      r"over 2\)"):
+        longer = portamlp.train(resume=tmp_path, epochs=4)
+    rates = [h.learning_rate for h in longer.history]
+    assert rates[:2] == [0.5, 0.25] and rates[2] == pytest.approx(0.25)  # cos over 4, epoch 3
+
+
+def test_resuming_a_finished_run_says_so(tmp_path):
+    portamlp.train(checkpoint=tmp_path, epochs=2, **RUN)
+    with pytest.warns(portamlp.PortamlpWarning, match="already done 2 epoch"):
+        result = portamlp.train(resume=tmp_path, epochs=1)
+    assert len(result.history) == 2
+
+
+def test_signal_after_the_last_batch_stops_at_the_epoch_boundary(tmp_path):
+    def signal_myself(record, network):
+        if record.epoch == 1:
+            signal.raise_signal(signal.SIGINT)  # after the epoch's last mini-batch
+
+    with pytest.raises(portamlp.TrainingInterrupted, match="after epoch 1") as info:
+        portamlp.train(checkpoint=tmp_path, epochs=3, callbacks=[signal_myself], **RUN)
+    assert info.value.epochs_done == 1 and info.value.network is not None
+    position = load_checkpoint(tmp_path).position
+    assert (position.epoch, position.batch) == (2, 0)  # not one mini-batch into epoch 2

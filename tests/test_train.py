@@ -293,3 +293,17 @@ def test_default_threads_policy():
     assert 1 <= n <= threads._cores()
     idle = threads.idle_cores()
     assert idle is None or 0.0 <= idle <= (threads.os.cpu_count() or 1)
+
+
+def test_given_network_accepts_its_own_backend_and_device(mnist_small):
+    x, y = mnist_small[0][:200], mnist_small[1][:200]
+    net = Network.initialize((784, 8, 10), seed=0, backend="array_api_strict", device="device1")
+    result = portamlp.train(x=x, y=y, network=net, backend="array_api_strict", device="device1",
+                            epochs=1, seed=0)
+    assert result.network is net
+    same = portamlp.train(x=x, y=y, network=net, backend=net.backend, epochs=1, seed=0)
+    assert same.network is net
+    with pytest.raises(ValueError, match="lives on array_api_strict.*network.to"):
+        portamlp.train(x=x, y=y, network=net, backend="numpy", epochs=1)
+    with pytest.raises(ValueError, match="lives on array_api_strict.*network.to"):
+        portamlp.train(x=x, y=y, network=net, device="device2", epochs=1)

@@ -22,36 +22,16 @@ import warnings
 
 from .. import __version__
 from ..errors import PortamlpWarning
+from . import tools, training
+from .common import EXIT_FAILED, EXIT_USAGE, CLIError, Parser
 
-__all__ = ["CLIError", "build_parser", "main", "EXIT_FAILED", "EXIT_USAGE"]
+__all__ = ["build_parser", "main", "exit_status"]
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (the full usage is one ``--help`` away)."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def add_common(p) -> None:
-    """Flags every command has."""
-    p.add_argument("--quiet", "-q", action="store_true", help="print only the final result")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``portamlp`` parser with its subcommands."""
-    from . import tools, training
-
     parser = Parser(
         prog="portamlp",
         description="Train and use multilayer perceptrons on MNIST-format data, on NumPy, CuPy "

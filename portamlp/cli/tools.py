@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import warn
-from .main import CLIError, add_common
+from .common import CLIError, add_common
 from .records import read_run_record, run_record_path
 
 __all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot"]

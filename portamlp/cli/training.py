@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import DEFAULT_LAYERS, cli_options
 from ..errors import TrainingInterrupted
-from .main import CLIError, add_common
+from .common import CLIError, add_common
 from .records import run_record_path, write_run_record
 
 __all__ = ["add_parser", "cmd_train", "read_config", "flag_name"]
