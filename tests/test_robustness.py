@@ -283,8 +283,8 @@ def test_resume_of_a_run_on_own_arrays_needs_them_again(tmp_path, mnist_small):
 
 
 def _rewrite_checkpoint(path, change):
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
     with safe_open(str(path), "np") as f:
         meta = dict(f.metadata())
