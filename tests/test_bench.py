@@ -43,7 +43,9 @@ def test_gpu_script_runs_without_a_gpu(tmp_path):
     report = json.loads(out_file.read_text())
     names = set().union(*(r["results"] for r in report["rows"]))
     assert "portamlp (numpy, host CPUs)" in names
-    if not portamlp.available_backends()["cupy"]:
+    if portamlp.available_backends()["cupy"]:
+        assert "portamlp (cupy)" in names  # a GPU is here: the CuPy rows ran
+    else:
         assert "portamlp (cupy): skipped" in out and "portamlp (cupy)" not in names
     for row in report["rows"]:
         result = row["results"]["portamlp (numpy, host CPUs)"]
@@ -64,8 +66,8 @@ def test_floor_learns():
 
     import portamlp
 
-    x, y = portamlp.datasets.load_mnist("train", length=3000)
-    xt, yt = portamlp.datasets.load_mnist("test", length=500)
+    x, y = portamlp.datasets.load_mnist("train", length=3000, backend="numpy")
+    xt, yt = portamlp.datasets.load_mnist("test", length=500, backend="numpy")
     rng = np.random.default_rng(0)
     ws, bs = floor.init((784, 30, 10), rng, he=True)
     vs = [(np.zeros_like(w), np.zeros_like(b)) for w, b in zip(ws, bs)]
@@ -94,3 +96,23 @@ def test_profile_script_prints_a_call_tree():
     pytest.importorskip("pyinstrument")
     out = _run("profile_step.py", "--epochs", "1")
     assert "backprop" in out and "seconds per epoch" in out
+
+
+def test_gpu_check_reports_what_it_could_do(tmp_path):
+    """Without a GPU the one-shot check says "no GPU: skipped"; with one, it checks agreement,
+    an epoch without synchronisation and the second device (the suite and the table it would
+    also run are left out here: the suite is this very test run)."""
+    import portamlp
+
+    out = tmp_path / "check"
+    gpu = portamlp.available_backends()["cupy"].usable
+    text = _run("gpu_check.py", "--output", str(out), *(["--skip-suite", "--skip-bench"]
+                                                         if gpu else []))
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".txt").read_text().strip() in text
+    if gpu:
+        assert report["status"] == "passed", text
+        assert all(a["ok"] for a in report["agreement"].values())
+    else:
+        assert report["status"] == "no GPU: skipped" and report["reason"]
+        assert "no GPU: skipped" in text

@@ -26,7 +26,8 @@ def run(*args, cwd, check=True, env=None):
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     proc = run("train", *SMALL, "--layers", "784,32,10", "--activation", "relu", "--cost",
-               "cross_entropy", "--learning-rate", "0.1", "--save", "net.json", cwd=d)
+               "cross_entropy", "--learning-rate", "0.1", "--save", "net.json", "--backend",
+               "numpy", cwd=d)
     return d, proc
 
 

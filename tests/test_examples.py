@@ -42,11 +42,15 @@ def test_gpu_example_runs_on_any_backend(capsys):
     assert result.test_accuracy > 0.8
 
 
-def test_gpu_example_without_cupy_says_what_to_install():
+def test_gpu_example_runs_on_cupy_or_says_what_to_install(capsys):
+    """With a usable GPU the example trains on CuPy (no skip); without, it says what to do."""
     import portamlp
 
     if portamlp.available_backends()["cupy"].usable:
-        pytest.skip("a GPU is usable here")
+        result = _example("gpu.py")["main"]("cupy", **dict(SMALL, epochs=2, batch_size=50))
+        assert "trained on cupy" in capsys.readouterr().out
+        assert result.network.backend.name == "cupy" and result.test_accuracy > 0.8
+        return
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "gpu.py")],
                           capture_output=True, text=True)
     assert proc.returncode == 1
