@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(epochs=1, train_length=2000, validation_length=500, test_length=500)
 
