@@ -58,6 +58,7 @@ def test_evaluate_matches_the_python_api(trained):
     assert f"accuracy: {report['accuracy']:.2%}" in text and "true\\pred" in text
 
 
+@pytest.mark.slow
 def test_evaluate_plots(trained):
     d, _ = trained
     run("evaluate", "net.json", "--plot", "figs", "--length", "2000", cwd=d)
@@ -91,6 +92,7 @@ def test_plot_writes_training_curves(trained):
     assert run("plot", "net.run.json", "-o", "curves.png", cwd=d, check=False).returncode == 2
 
 
+@pytest.mark.slow
 def test_info_lists_backends(tmp_path):
     out = run("info", cwd=tmp_path).stdout
     assert "numpy             usable" in out and "cupy" in out and "auto selects" in out
@@ -163,6 +165,7 @@ def test_help_shows_examples(tmp_path):
 
 
 # ---------------------------------------------------------- defects found in review (issue 10)
+@pytest.mark.slow
 def test_resume_without_save_names_the_output_after_the_checkpointed_run(tmp_path):
     run("train", "--layers", "784,12,10", "--train-length", "500", "--validation-length", "0",
         "--test-length", "100", "--epochs", "1", "--seed", "0", "--checkpoint", "ck",

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(epochs=1, train_length=2000, validation_length=500, test_length=500)
 
@@ -40,6 +42,7 @@ def test_gpu_example_runs_on_any_backend(capsys):
     assert result.test_accuracy > 0.8
 
 
+@pytest.mark.slow
 def test_gpu_example_runs_on_cupy_or_says_what_to_install(capsys):
     """With a usable GPU the example trains on CuPy (no skip); without, it says what to do."""
     import portamlp

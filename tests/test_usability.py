@@ -305,6 +305,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_exit_statuses_are_consistent(tmp_path):
     assert run("evaluate", "missing.json", cwd=tmp_path, check=False).returncode == 2
     assert run("train", "--epochs", "x", cwd=tmp_path, check=False).returncode == 2
