@@ -6,6 +6,7 @@
     portamlp predict runs/mnist-784-30-10.json digit.png
     portamlp plot runs/mnist-784-30-10.run.json
     portamlp info
+    portamlp serve runs/mnist-784-30-10.json
 
 Exit status: 0 on success; 1 when the run itself failed (divergence, out of memory, an
 unexpected error); 2 when the command line or its inputs are wrong (a bad option or value, a
@@ -50,7 +51,7 @@ def add_common(p) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``portamlp`` parser with its subcommands."""
-    from . import tools, training
+    from . import serve, tools, training
 
     parser = Parser(
         prog="portamlp",
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     training.add_parser(sub)
     tools.add_parsers(sub)
+    serve.add_parser(sub)
     return parser
 
 
