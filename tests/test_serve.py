@@ -417,8 +417,10 @@ def trained_model(tmp_path_factory):
     return path, result.test_accuracy
 
 
-def _browser():
-    """A started Chromium from Debian, through Playwright, or a skip saying what to install."""
+@pytest.fixture(scope="session")
+def playwright_for_chromium():
+    """Playwright's ``sync_playwright``, with Chromium present, or a skip saying what to install
+    (checked before a network is trained for the browser test)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -461,8 +463,8 @@ _SETTLED = ("() => document.getElementById('answer').dataset.version === "
 
 
 @pytest.mark.slow
-def test_drawn_digits_are_read_in_the_browser(trained_model, tmp_path):
-    sync_playwright = _browser()
+def test_drawn_digits_are_read_in_the_browser(playwright_for_chromium, trained_model, tmp_path):
+    sync_playwright = playwright_for_chromium
     path, accuracy = trained_model
     images, labels = read_split("mnist", "test")
     chosen = [int(np.flatnonzero(labels == d)[0]) for d in range(10)]  # the first of each digit
