@@ -6,6 +6,7 @@
     portamlp predict runs/mnist-784-30-10.json digit.png
     portamlp plot runs/mnist-784-30-10.run.json
     portamlp info
+    portamlp serve runs/mnist-784-30-10.json
 
 Exit status: 0 on success; 1 when the run itself failed (divergence, out of memory, an
 unexpected error); 2 when the command line or its inputs are wrong (a bad option or value, a
@@ -22,7 +23,7 @@ import warnings
 
 from .. import __version__
 from ..errors import PortamlpWarning
-from . import tools, training
+from . import serve, tools, training
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, Parser
 
 __all__ = ["build_parser", "main", "exit_status"]
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     training.add_parser(sub)
     tools.add_parsers(sub)
+    serve.add_parser(sub)
     return parser
 
 

@@ -13,7 +13,8 @@ from ..errors import warn
 from .common import CLIError, add_common
 from .records import read_run_record, run_record_path
 
-__all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot"]
+__all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot",
+           "preprocessing_for"]
 
 EPILOG_EVALUATE = """examples:
   portamlp evaluate runs/net.json
@@ -81,18 +82,19 @@ def _load_model(args):
     return portamlp.load(args.model, backend=args.backend, device=args.device)
 
 
-def _preprocessing(args, net, dataset: str):
-    """``--scale`` if given; else the model's own; else the run record's, else ÷255 (warned)."""
+def preprocessing_for(model: Path, net, dataset: str, scale=None):
+    """How to prepare pixels for a loaded model: ``scale`` if given; else the model's own; else
+    its run record's; else ÷255, with a warning (files from before preprocessing was stored)."""
     from ..datasets import Preprocessing
 
-    if args.scale is not None:
-        return Preprocessing.from_scale(args.scale, dataset)
+    if scale is not None:
+        return Preprocessing.from_scale(scale, dataset)
     if net.preprocessing is not None:
         return net.preprocessing
-    recorded = read_run_record(args.model).get("options", {}).get("scale")
+    recorded = read_run_record(model).get("options", {}).get("scale")
     if recorded is not None:
         return Preprocessing.from_scale(recorded, dataset)
-    warn(f"{args.model} does not record how its training pixels were scaled (it predates "
+    warn(f"{model} does not record how its training pixels were scaled (it predates "
          "portamlp 0.2, or was trained on your own arrays); assuming ÷255, pass --scale to "
          "choose")
     return Preprocessing.from_scale(255, dataset)
@@ -109,7 +111,7 @@ def cmd_evaluate(args) -> int:
 
     net = _load_model(args)
     dataset = _dataset(args)
-    prep = _preprocessing(args, net, dataset)
+    prep = preprocessing_for(args.model, net, dataset, args.scale)
     x, y = load(dataset, "test", backend=net.backend, dtype=net.dtype, preprocessing=prep,
                 length=args.length)
     predicted, truth = to_numpy(net.predict(x)), to_numpy(y)
@@ -184,7 +186,7 @@ def cmd_predict(args) -> int:
             truth.append(int(labels[i]))
     results: list[dict] = []
     if rows:
-        prep = _preprocessing(args, net, dataset)
+        prep = preprocessing_for(args.model, net, dataset, args.scale)
         x = prep.apply(np.stack(rows).reshape(len(rows), -1), net.dtype)
         proba = to_numpy(net.predict_proba(x))
         results = [{"input": n, "prediction": int(np.argmax(p)), "label": t,
