@@ -19,15 +19,27 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def train_epoch(x, y_onehot, ws, bs, vs, *, lr, batch, rng, relu=False, softmax=False, mu=0.0):
+def train_epoch(x, y_onehot, ws, bs, vs, *, lr, batch, rng, relu=False, softmax=False, mu=0.0,
+                dropout=0.0, input_dropout=0.0):
+    """One epoch of mini-batch SGD. With ``dropout`` / ``input_dropout``, inverted dropout on the
+    hidden / input units, masks drawn with NumPy's own generator (``rng.random``)."""
     n = x.shape[0]
     order = rng.permutation(n)
     last = len(ws) - 1
+    rates = [input_dropout] + [dropout] * last
     for k in range(0, n, batch):
         idx = order[k:k + batch]
         a, y = x[idx], y_onehot[idx]
-        acts = [a]
+        inputs, outs, masks = [], [], []
         for l, (w, b) in enumerate(zip(ws, bs)):
+            m = None
+            if rates[l]:
+                keep = 1.0 - rates[l]
+                m = (rng.random(a.shape, dtype=np.float32) < keep).astype(a.dtype)
+                m *= 1.0 / keep
+                a = a * m
+            masks.append(m)
+            inputs.append(a)
             z = a @ w.T + b
             if l == last and softmax:
                 e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -36,15 +48,18 @@ def train_epoch(x, y_onehot, ws, bs, vs, *, lr, batch, rng, relu=False, softmax=
                 a = np.maximum(z, 0)
             else:
                 a = sigmoid(z)
-            acts.append(a)
+            outs.append(a)
         delta = a - y if softmax else (a - y) * a * (1 - a)
         step = lr / len(idx)
         for l in range(last, -1, -1):
-            gw = delta.T @ acts[l]
+            gw = delta.T @ inputs[l]
             gb = delta.sum(axis=0)
             if l:
-                h = acts[l]
-                delta = (delta @ ws[l]) * ((h > 0) if relu else h * (1 - h))
+                back = delta @ ws[l]
+                if masks[l] is not None:
+                    back *= masks[l]
+                h = outs[l - 1]
+                delta = back * ((h > 0) if relu else h * (1 - h))
             if mu:
                 vw, vb = vs[l]
                 vw *= mu

@@ -56,6 +56,8 @@ class Checkpoint:
     own_data: bool
     #: Further state of the run (learning-rate schedule, early stopping).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Further arrays of the run (the best parameters kept by early stopping), by name.
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def network(self, backend: str | Backend | None = None, device: Any = None) -> Network:
         """The checkpointed network on a backend."""
@@ -88,7 +90,8 @@ def checkpoint_path(directory) -> Path:
 
 def save_checkpoint(directory, network: Network, optimizer, config: dict[str, Any],
                     position: RunPosition, *, own_data: bool,
-                    extra: dict[str, Any] | None = None) -> Path:
+                    extra: dict[str, Any] | None = None,
+                    extra_arrays: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint of the run to ``directory`` atomically; return the file's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,8 @@ def save_checkpoint(directory, network: Network, optimizer, config: dict[str, An
         tensors[f"network.{2 * l}.bias"] = to_numpy(b)
     for name, array in optimizer.state_arrays().items():
         tensors[f"optimizer.{name}"] = to_numpy(array)
+    for name, array in (extra_arrays or {}).items():
+        tensors[f"state.{name}"] = to_numpy(array)
     preprocessing = network.preprocessing.to_dict() if network.preprocessing else None
     document = {
         "kind": _KIND, "version": _VERSION, "config": config, "position": position.to_dict(),
@@ -155,8 +160,9 @@ def load_checkpoint(location) -> Checkpoint:
     for name, array in opt.items():
         if not np.all(np.isfinite(array)):
             raise ModelFormatError(f"{path}: optimizer tensor {name!r} holds NaN or infinity")
-    unexpected = [k for k in tensors if not k.startswith(("network.", prefix))]
+    state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
+    unexpected = [k for k in tensors if not k.startswith(("network.", prefix, "state."))]
     if unexpected:
         raise ModelFormatError(f"{path}: unexpected tensors {unexpected} in a checkpoint")
     return Checkpoint(path, fields, opt, doc["optimizer_scalars"], doc["config"], position,
-                      doc["own_data"], doc["extra"])
+                      doc["own_data"], doc["extra"], state)

@@ -36,6 +36,7 @@ from .host import INITS
 from .losses import COSTS
 from .optim import OPTIMIZERS
 from .schedules import SCHEDULES
+from .stopping import MONITORS
 
 if TYPE_CHECKING:
     from .network import Network
@@ -96,6 +97,18 @@ def _threads(name, value):
     return check_int(name, value, minimum=1, optional=True)
 
 
+def _schedule(name, value):
+    return value if callable(value) else check_choice(name, value, SCHEDULES)
+
+
+def _probability(name, value):
+    return check_float(name, value, minimum=0.0, below=1.0)
+
+
+def _max_norm(name, value):
+    return check_float(name, value, above=0.0, optional=True)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The settings of one training run (validated on construction).
@@ -120,9 +133,21 @@ class TrainConfig:
                          lambda n, v: check_int(n, v, minimum=0), kind="int")
     learning_rate: float = option(3.0, "step size η (try 0.05 with cross-entropy and momentum)",
                                   lambda n, v: check_float(n, v, above=0.0), kind="float")
-    learning_rate_schedule: str = option(
-        "constant", "the rate of each epoch; cosine goes down towards 0 over the epochs",
-        _choice(tuple(SCHEDULES)), kind="str", choices=tuple(SCHEDULES))
+    learning_rate_schedule: Any = option(
+        "constant", "the rate of each epoch: cosine goes down towards 0 over the epochs, step "
+        "multiplies it by decay_factor every decay_every epochs, plateau by decay_factor after "
+        "plateau_patience epochs without improvement of the monitored figure; in Python also "
+        "any callable epoch -> rate", _schedule, kind="str", choices=SCHEDULES)
+    warmup_epochs: int = option(0, "epochs over which the rate ramps up linearly before the "
+                                "schedule starts", lambda n, v: check_int(n, v, minimum=0),
+                                kind="int")
+    decay_factor: float = option(0.1, "the factor of the step and plateau schedules",
+                                 lambda n, v: check_float(n, v, above=0.0, below=1.0),
+                                 kind="float")
+    decay_every: int = option(10, "epochs between the step schedule's decays", _positive_int,
+                              kind="int")
+    plateau_patience: int = option(3, "epochs without improvement before the plateau schedule "
+                                   "decays", _positive_int, kind="int")
     activation: str = option("sigmoid", "hidden-layer activation", _choice(tuple(ACTIVATIONS)),
                              kind="str", choices=tuple(ACTIVATIONS))
     cost: str = option("quadratic", "quadratic is Nielsen's and the original program's; "
@@ -137,6 +162,26 @@ class TrainConfig:
                             kind="bool")
     weight_decay: float = option(0.0, "L2 penalty λ on the weights (not the biases)",
                                  lambda n, v: check_float(n, v, minimum=0.0), kind="float")
+    dropout: float = option(0.0, "probability of dropping each hidden unit in training "
+                            "(inverted dropout; prediction uses the full network)",
+                            _probability, kind="float")
+    input_dropout: float = option(0.0, "probability of dropping each input unit in training",
+                                  _probability, kind="float")
+    max_norm: float | None = option(None, "after every step, scale each unit's incoming weight "
+                                    "vector down to this norm if longer", _max_norm,
+                                    kind="float", default_text="none")
+    early_stopping: bool = option(False, "stop when the monitored figure has not improved for "
+                                  "patience epochs, and restore the best weights", check_bool,
+                                  kind="bool")
+    monitor: str = option("validation_accuracy", "the figure early stopping and the plateau "
+                          "schedule watch", _choice(MONITORS), kind="str", choices=MONITORS)
+    patience: int = option(10, "epochs without improvement before early stopping stops",
+                           _positive_int, kind="int")
+    min_delta: float = option(0.0, "the least change of the monitored figure that counts as an "
+                              "improvement", lambda n, v: check_float(n, v, minimum=0.0),
+                              kind="float")
+    restore_best: bool = option(True, "with early stopping, end with the best epoch's weights",
+                                check_bool, kind="bool")
     init: str = option("auto", "initial weights; auto is normal for sigmoid, he for (leaky) "
                        "relu, glorot for tanh", _choice(INITS), kind="str", choices=INITS)
     dtype: str = option("float32", "floating dtype of parameters and data",
@@ -165,9 +210,12 @@ class TrainConfig:
                              "moment estimates")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data view (JSON-ready)."""
+        """Plain-data view (JSON-ready); a callable schedule is named ``"callable:<name>"``."""
         d = dataclasses.asdict(self)
         d["layers"] = list(self.layers) if self.layers else None
+        if callable(self.learning_rate_schedule):
+            name = getattr(self.learning_rate_schedule, "__qualname__", "function")
+            d["learning_rate_schedule"] = f"callable:{name}"
         return d
 
 
@@ -323,5 +371,7 @@ class TrainResult:
     history: list[EpochRecord]
     test_accuracy: float | None
     config: TrainConfig
-    #: True when a callback asked to stop before the last epoch.
+    #: True when a callback or early stopping stopped training before the last epoch.
     stopped_early: bool = False
+    #: With early stopping: the epoch whose weights the network holds (when restore_best).
+    best_epoch: int | None = None

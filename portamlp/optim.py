@@ -12,7 +12,7 @@ from typing import Any
 
 from .checks import check_choice
 
-__all__ = ["SGD", "Adam", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["SGD", "Adam", "make_optimizer", "apply_max_norm", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -126,3 +126,11 @@ def make_optimizer(name: str, params: list, xp: Any, *, learning_rate: float, mo
         raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam has its own "
                          "moments (beta1, beta2)")
     return Adam(params, xp, learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+def apply_max_norm(xp: Any, weights: list, max_norm: float) -> None:
+    """Scale each row of each weight matrix (a unit's incoming weights) down to norm
+    ``max_norm`` if it is longer (Srivastava et al.'s max-norm constraint), in place."""
+    for w in weights:
+        norms = xp.sqrt(xp.sum(w * w, axis=1, keepdims=True))
+        w *= xp.minimum(max_norm / xp.maximum(norms, max_norm * 1e-12), 1.0)

@@ -38,12 +38,14 @@ from .datasets.registry import default_validation_length, n_classes
 from .datasets.scaling import Preprocessing
 from .datasets.sources import read_split
 from .datasets.staging import DeviceDataset
+from .dropout import Dropout
 from .errors import DivergenceError, PortamlpWarning, TrainingInterrupted, warn
 from .host import epoch_loss, fresh_seed, make_rng, rng_state, set_rng_state, summary_values
 from .inputs import as_features, as_labels, host_labels, host_numeric
 from .network import Network
-from .optim import make_optimizer
-from .schedules import SCHEDULES
+from .optim import apply_max_norm, make_optimizer
+from .schedules import LearningRate
+from .stopping import EarlyStopping, higher_is_better, monitored_figure
 from .threads import limit_blas_threads
 
 __all__ = ["train"]
@@ -73,9 +75,15 @@ def _record_passed(func: Callable[_P, _R]) -> Callable[_P, _R]:
 def train(*, layers: Sequence[int] | str | None = None, train_length: int | None = None,
           validation_length: int | None = None, test_length: int | None = None,
           batch_size: int = 10, epochs: int = 5, learning_rate: float = 3.0,
-          learning_rate_schedule: str = "constant", activation: str = "sigmoid",
+          learning_rate_schedule: str | Callable[[int], float] = "constant",
+          warmup_epochs: int = 0, decay_factor: float = 0.1, decay_every: int = 10,
+          plateau_patience: int = 3, activation: str = "sigmoid",
           cost: str = "quadratic", optimizer: str = "sgd", momentum: float = 0.0,
-          nesterov: bool = False, weight_decay: float = 0.0, init: str = "auto",
+          nesterov: bool = False, weight_decay: float = 0.0, dropout: float = 0.0,
+          input_dropout: float = 0.0, max_norm: float | None = None,
+          early_stopping: bool = False, monitor: str = "validation_accuracy",
+          patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
+          init: str = "auto",
           dtype: Any = "float32", dataset: str = "mnist", scale: Any = 255, shuffle: bool = True,
           seed: int | None = None, threads: int | None = None,
           x: Any = None, y: Any = None, validation_data: tuple | None = None,
@@ -168,21 +176,35 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
             opt = make_optimizer(cfg.optimizer, net.parameters(), be.xp,
                                  learning_rate=cfg.learning_rate, momentum=cfg.momentum,
                                  nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        _check_monitor(cfg, data)
         position = RunPosition(rng_state=rng_state(rng))
+        run = _Trainer(net, opt, data, cfg, rng, progress=progress, callbacks=callbacks,
+                       checkpoint=None if checkpoint is None else Path(checkpoint),
+                       own_data=x is not None)
         if ckpt is not None:
             ckpt.optimizer_state(opt, be)
             position = ckpt.position
             set_rng_state(rng, position.rng_state or {})
-        run = _Trainer(net, opt, data, cfg, rng, progress=progress, callbacks=callbacks,
-                       checkpoint=None if checkpoint is None else Path(checkpoint),
-                       own_data=x is not None)
+            run.load_state(ckpt.extra, {k: be.asarray(v.copy(), cfg.dtype)
+                                        for k, v in ckpt.extra_arrays.items()})
         history, stopped = run.run(position)
         test_accuracy = None
         if data.test is not None:
             with memory_phase("the final test", be, "use a smaller test_length"):
                 test_accuracy = run.evaluate(data.test)[0]
+    best = run.stopper.best_epoch if run.stopper is not None else None
     return TrainResult(network=net, history=history, test_accuracy=test_accuracy, config=cfg,
-                       stopped_early=stopped)
+                       stopped_early=stopped, best_epoch=best)
+
+
+def _check_monitor(cfg: TrainConfig, data: _Splits) -> None:
+    """Early stopping and the plateau schedule watch a figure that must exist."""
+    watching = cfg.early_stopping or cfg.learning_rate_schedule == "plateau"
+    if watching and cfg.monitor.startswith("validation") and data.validation is None:
+        what = "early_stopping=True" if cfg.early_stopping else "the plateau schedule"
+        raise ValueError(f"{what} watches monitor={cfg.monitor!r}, but there is no validation "
+                         "data: set validation_length > 0 (named data sets) or pass "
+                         "validation_data=(x, y), or use monitor='train_loss'")
 
 
 if train.__doc__:  # the parameter list is generated from the option declarations
@@ -211,6 +233,14 @@ def _settings_for_resume(directory, settings: dict, given: set,
     saved = {k: v for k, v in ckpt.config.items() if k in _CONFIG_NAMES}
     if isinstance(saved.get("layers"), list):
         saved["layers"] = tuple(saved["layers"])
+    schedule = saved.get("learning_rate_schedule", "")
+    if isinstance(schedule, str) and schedule.startswith("callable:"):
+        if not callable(settings["learning_rate_schedule"]):
+            raise ValueError(f"the run checkpointed in {directory} used a callable "
+                             f"learning_rate_schedule ({schedule[9:]}); pass it again to "
+                             "resume")
+        saved["learning_rate_schedule"] = settings["learning_rate_schedule"]
+        given = given - {"learning_rate_schedule"}
     for key in given - {"epochs"}:
         value = settings[key]
         if key in saved and (tuple(value) if key == "layers" else value) != saved[key]:
@@ -229,7 +259,7 @@ def _settings_for_resume(directory, settings: dict, given: set,
         if settings["epochs"] <= done:
             warn(f"the checkpointed run has already done {done} epoch(s); epochs="
                  f"{settings['epochs']} trains no further (pass a larger epochs to extend it)")
-        elif saved.get("learning_rate_schedule", "constant") != "constant":
+        elif saved.get("learning_rate_schedule") == "cosine":
             warn(f"epochs changes from {saved.get('epochs')} to {settings['epochs']} under the "
                  f"{saved['learning_rate_schedule']!r} schedule: the remaining epochs follow the "
                  f"schedule over {settings['epochs']} epochs (the first {done} followed it over "
@@ -471,6 +501,22 @@ class _Trainer:
         self.n_batches = -(-len(data.train) // cfg.batch_size)
         self.history: list[EpochRecord] = []
         self.snapshot = self._copy_parameters()  # the network at its last complete epoch
+        self.rates = LearningRate(cfg)
+        self.stopper = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta,
+                                     cfg.restore_best) if cfg.early_stopping else None
+        self.dropout = None
+        if cfg.dropout or cfg.input_dropout:
+            be = net.backend
+            self.dropout = Dropout(be.xp, be.device, net.layers, cfg.dropout, cfg.input_dropout,
+                                   cfg.seed or 0, net.weights[0].dtype)
+
+    def load_state(self, extra: dict[str, Any], arrays: dict[str, Any]) -> None:
+        """Restore the schedule's and early stopping's state from a checkpoint."""
+        self.rates.load_state(extra.get("schedule", {}))
+        if self.stopper is not None:
+            n = len(self.net.parameters())
+            best = [arrays[f"best.{i}"] for i in range(n)] if "best.0" in arrays else None
+            self.stopper.load_state(extra.get("early_stopping", {}), best)
 
     # -- the epochs
     def run(self, position: RunPosition) -> tuple[list[EpochRecord], bool]:
@@ -478,14 +524,15 @@ class _Trainer:
         cfg = self.cfg
         self.history = list(position.history)
         warned: list[int] = []
-        schedule = SCHEDULES[cfg.learning_rate_schedule]
+        stopped = False
         with _stop_on_signals(self.checkpoint is not None) as received:
             try:
                 for epoch in range(position.epoch, cfg.epochs + 1):
-                    self.opt.learning_rate = schedule(cfg.learning_rate, epoch, cfg.epochs)
+                    self.opt.learning_rate = self.rates.rate(epoch)
                     record = self._epoch(epoch, position, received)
                     position = RunPosition(rng_state=rng_state(self.rng))
                     self.history.append(record)
+                    stop = self._watch(epoch, record)
                     self.snapshot = self._copy_parameters()
                     if self.checkpoint is not None:
                         self._save(RunPosition(epoch + 1, 0, 0.0, 0.0, self.history,
@@ -496,16 +543,31 @@ class _Trainer:
                             f"after epoch {epoch} the network never predicts class(es) {warned} "
                             "on the validation set (saturated outputs); try {options}",
                             options={"init": "scaled", "cost": "cross_entropy"}))
-                    stop = [cb(record, self.net) for cb in self.callbacks]  # every callback runs
+                    asked = [cb(record, self.net) for cb in self.callbacks]  # every one runs
                     if received[0] is not None:  # a signal after the epoch's last mini-batch
                         self._interrupt(epoch + 1, 0, received[0], saved=True)
-                    if any(s is True for s in stop):
-                        return self.history, True
+                    if stop or any(a is True for a in asked):
+                        stopped = epoch < cfg.epochs
+                        break
             except KeyboardInterrupt as exc:
-                if isinstance(exc, TrainingInterrupted):
+                if isinstance(exc, TrainingInterrupted) and exc.network is not None:
                     raise
-                raise self._interrupted(None, None) from None
-        return self.history, False
+                raise self._interrupted(None, getattr(exc, "signum", None)) from None
+        if self.stopper is not None:
+            self.stopper.restore(self.net.parameters())
+        return self.history, stopped
+
+    def _watch(self, epoch: int, record: EpochRecord) -> bool:
+        """Feed the epoch's monitored figure to the schedule and to early stopping; True to
+        stop."""
+        if self.rates.schedule != "plateau" and self.stopper is None:
+            return False
+        monitor = self.cfg.monitor
+        figure = monitored_figure(record, monitor)
+        self.rates.observe(figure, higher_is_better(monitor))
+        if self.stopper is None:
+            return False
+        return self.stopper.update(epoch, record, self.net.parameters(), self._copy)
 
     def _epoch(self, epoch: int, position: RunPosition, received) -> EpochRecord:
         cfg, net = self.cfg, self.net
@@ -515,7 +577,9 @@ class _Trainer:
         state_at_start = rng_state(self.rng)  # resuming replays this epoch's permutation
         bar = _progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
         every = max(1, self.n_batches // 100)
-        backprop, step = net.backprop, self.opt.step
+        backprop, step, dropout = net.backprop, self.opt.step, self.dropout
+        max_norm, xp = cfg.max_norm, net.xp
+        first_step = (epoch - 1) * self.n_batches
         start = time.perf_counter()
         losses: list[Any] = []
         batches = self.data.train.batches(cfg.batch_size, self.rng if cfg.shuffle else None)
@@ -525,9 +589,13 @@ class _Trainer:
             with memory_phase("a training step", net.backend, self._step_advice(),
                               self._step_bytes()):
                 for i, (xb, tb, wb) in enumerate(batches, start=first_batch):
-                    loss, grads = backprop(xb, tb, sample_weight=wb)
+                    masks = None if dropout is None else \
+                        dropout.for_step(first_step + i, xb.shape[0])
+                    loss, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
                     losses.append(loss)
                     step(grads, 1.0 / xb.shape[0])
+                    if max_norm is not None:
+                        apply_max_norm(xp, net.weights, max_norm)
                     if bar is not None and (i + 1) % every == 0:
                         bar.update(every)
                     if received[0] is not None:
@@ -613,9 +681,13 @@ class _Trainer:
         return total * net.loss_scale, validation
 
     # -- interruption and checkpoints
-    def _copy_parameters(self) -> list:
+    def _copy(self, arrays: list) -> list:
+        """Device copies (no host transfer)."""
         xp = self.net.xp
-        return [xp.asarray(p, copy=True) for p in self.net.parameters()]
+        return [xp.asarray(p, copy=True) for p in arrays]
+
+    def _copy_parameters(self) -> list:
+        return self._copy(self.net.parameters())
 
     def _snapshot_network(self) -> Network:
         net = self.net
@@ -660,5 +732,12 @@ class _Trainer:
 
     def _save(self, position: RunPosition) -> Path:
         assert self.checkpoint is not None
+        extra: dict[str, Any] = {"schedule": self.rates.state()}
+        arrays = {}
+        if self.stopper is not None:
+            extra["early_stopping"] = self.stopper.state()
+            for i, a in enumerate(self.stopper.best_parameters or []):
+                arrays[f"best.{i}"] = a
         return save_checkpoint(self.checkpoint, self.net, self.opt, self.cfg.to_dict(),
-                               position, own_data=self.own_data)
+                               position, own_data=self.own_data, extra=extra,
+                               extra_arrays=arrays)

@@ -110,6 +110,9 @@ OPTIMIZERS = {
     "nesterov": dict(momentum=0.9, nesterov=True),
     "adam": dict(optimizer="adam", learning_rate=0.01),
     "weight decay": dict(momentum=0.5, weight_decay=1e-3),
+    "dropout, max-norm, early stopping, plateau": dict(
+        momentum=0.9, dropout=0.5, input_dropout=0.2, max_norm=2.0, early_stopping=True,
+        monitor="validation_loss", learning_rate_schedule="plateau", plateau_patience=1),
 }
 
 
