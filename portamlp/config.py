@@ -240,6 +240,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("sample_weight", None, "a weight per training row: weighs its cost and gradient"),
     RunOption("network", None, "continue training this Network (its layers, activation, cost)",
               kind="path"),
+    RunOption("optimizer_state", None, "with network=: a previous result's optimizer_state, to "
+              "continue its momentum or Adam moments"),
     RunOption("backend", None, "numpy, cupy, torch, array_api_strict or auto", kind="str",
               default_text="x's library, else $PORTAMLP_BACKEND, else auto"),
     RunOption("device", None, "device of the backend: cpu, cuda, cuda:1, 1, ...", kind="str",
@@ -375,3 +377,6 @@ class TrainResult:
     stopped_early: bool = False
     #: With early stopping: the epoch whose weights the network holds (when restore_best).
     best_epoch: int | None = None
+    #: The optimizer's state at the end (``{"arrays": {...}, "scalars": {...}}``, arrays on the
+    #: device): pass it as ``train(network=..., optimizer_state=...)`` to continue exactly.
+    optimizer_state: dict[str, Any] | None = None

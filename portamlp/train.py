@@ -88,7 +88,8 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
           seed: int | None = None, threads: int | None = None,
           x: Any = None, y: Any = None, validation_data: tuple | None = None,
           test_data: tuple | None = None, sample_weight: Any = None,
-          network: Network | None = None, backend: str | Backend | None = None,
+          network: Network | None = None, optimizer_state: dict | None = None,
+          backend: str | Backend | None = None,
           device: Any = None, root: Any = None, download: bool = False,
           progress: bool | None = None,
           callbacks: Sequence[Callable] | Callable = (), checkpoint: Any = None,
@@ -151,6 +152,9 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
                               "directory")
     if network is not None:
         _adopt_network_settings(network, settings, given)
+    elif optimizer_state is not None:
+        raise ValueError("optimizer_state continues the training of a given network: pass "
+                         "network= too")
     be = _choose_backend(backend, device, network, x)
     if settings["seed"] is None:
         settings["seed"] = fresh_seed()
@@ -181,6 +185,8 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
         run = _Trainer(net, opt, data, cfg, rng, progress=progress, callbacks=callbacks,
                        checkpoint=None if checkpoint is None else Path(checkpoint),
                        own_data=x is not None)
+        if optimizer_state is not None:
+            _load_optimizer_state(opt, optimizer_state, be)
         if ckpt is not None:
             ckpt.optimizer_state(opt, be)
             position = ckpt.position
@@ -194,7 +200,27 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
                 test_accuracy = run.evaluate(data.test)[0]
     best = run.stopper.best_epoch if run.stopper is not None else None
     return TrainResult(network=net, history=history, test_accuracy=test_accuracy, config=cfg,
-                       stopped_early=stopped, best_epoch=best)
+                       stopped_early=stopped, best_epoch=best,
+                       optimizer_state={"arrays": opt.state_arrays(), "scalars": opt.scalars(),
+                                        "optimizer": cfg.optimizer})
+
+
+def _load_optimizer_state(opt, state: Any, be: Backend) -> None:
+    """A previous result's optimizer state, checked against this run's optimizer."""
+    if not isinstance(state, dict) or not {"arrays", "scalars", "optimizer"} <= set(state):
+        raise TypeError("optimizer_state must be a TrainResult's optimizer_state")
+    expected = opt.state_arrays()
+    arrays = state["arrays"]
+    if set(arrays) != set(expected) or any(tuple(arrays[k].shape) != tuple(v.shape)
+                                           for k, v in expected.items()):
+        raise ValueError(f"optimizer_state is the state of optimizer={state['optimizer']!r} "
+                         "for another network or optimizer; pass the one returned with this "
+                         "network, for the same optimizer and momentum")
+    with be.activate():
+        xp = be.xp
+        opt.load_state({k: xp.asarray(v, copy=True) if be.same_device(v)
+                        else be.asarray(be.to_numpy(v)) for k, v in arrays.items()},
+                       dict(state["scalars"]))
 
 
 def _check_monitor(cfg: TrainConfig, data: _Splits) -> None:

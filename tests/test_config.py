@@ -46,7 +46,7 @@ def test_train_subcommand_has_a_flag_for_every_command_line_option():
             assert "--no-" + flag_name(name)[2:] in flags
     python_only = {o.name for o in RUN_OPTIONS if o.kind is None}
     assert python_only == {"x", "y", "validation_data", "test_data", "sample_weight",
-                           "callbacks"}
+                           "callbacks", "optimizer_state"}
     declared_flags = {flag_name(n) for n in DECLARED}
     own = {"--config", "--save", "--force", "--quiet", "-q", "--json", "--debug", "--help", "-h"}
     extra = {f for f in flags if f.startswith("--") and not f.startswith("--no-")}

@@ -215,3 +215,17 @@ def test_the_recipes_are_valid_config_files(name, tmp_path):
     settings = {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**settings)
     assert cfg.epochs >= 10 and (cfg.dropout > 0 or cfg.early_stopping)
+
+
+def test_optimizer_state_continues_momentum_exactly():
+    two = portamlp.train(**RUN, epochs=2, shuffle=False)
+    one = portamlp.train(**RUN, epochs=1, shuffle=False)
+    more = portamlp.train(**{**RUN, "seed": 3}, epochs=1, shuffle=False, network=one.network,
+                          optimizer_state=one.optimizer_state)
+    for a, b in zip(two.network.parameters(), more.network.parameters()):
+        np.testing.assert_allclose(to_numpy(b), to_numpy(a), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="pass network= too"):
+        portamlp.train(**RUN, epochs=1, optimizer_state=one.optimizer_state)
+    adam = portamlp.train(**{**RUN, "momentum": 0.0}, optimizer="adam", epochs=1)
+    with pytest.raises(ValueError, match="another network or optimizer"):
+        portamlp.train(**RUN, epochs=1, network=one.network, optimizer_state=adam.optimizer_state)
