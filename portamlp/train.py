@@ -414,11 +414,14 @@ def _stage_named(cfg: TrainConfig, net: Network, root, download: bool) -> _Split
     if n_features != net.layers[0]:
         raise ValueError(f"the first layer must have {n_features} units: {cfg.dataset} images "
                          f"have {n_features} pixels (got layers={list(net.layers)})")
-    test_images, test_labels = read_split(cfg.dataset, "test", root, k, download=download)
-    n_test = test_images.shape[0] if cfg.test_length is None else cfg.test_length
-    if n_test > test_images.shape[0]:
-        raise ValueError(f"test_length={n_test} exceeds the {test_images.shape[0]} test images "
-                         f"of {cfg.dataset!r}")
+    if cfg.test_length == 0:  # the test files are not even read
+        test_images, test_labels, n_test = images[:0], labels[:0], 0
+    else:
+        test_images, test_labels = read_split(cfg.dataset, "test", root, k, download=download)
+        n_test = test_images.shape[0] if cfg.test_length is None else cfg.test_length
+        if n_test > test_images.shape[0]:
+            raise ValueError(f"test_length={n_test} exceeds the {test_images.shape[0]} test "
+                             f"images of {cfg.dataset!r}")
     prep = Preprocessing.from_scale(cfg.scale, cfg.dataset, root, download)
     net.preprocessing = prep
     be = net.backend

@@ -116,3 +116,36 @@ def test_gpu_check_reports_what_it_could_do(tmp_path):
     else:
         assert report["status"] == "no GPU: skipped" and report["reason"]
         assert "no GPU: skipped" in text
+
+
+def test_dropout_benchmark_compares_against_numpys_generator(tmp_path):
+    out_file = tmp_path / "dropout.json"
+    out = _run("dropout.py", "--quick", "--output", str(out_file))
+    assert "plain NumPy loop (NumPy's generator)" in out
+    report = json.loads(out_file.read_text())
+    rows = {(r["dropout"], r["input_dropout"]): r for r in report["rows"]}
+    assert set(rows) == {(0.0, 0.0), (0.5, 0.2)}
+    for r in rows.values():
+        assert r["ratio"] == pytest.approx(r["portamlp_seconds"] / r["floor_seconds"])
+    assert report["target"] == 1.2 and isinstance(report["meets_target"], bool)
+
+
+def test_recipe_search_never_loads_the_test_set(tmp_path, monkeypatch):
+    import recipes
+
+    import portamlp
+
+    loaded = []
+    real = portamlp.datasets.read_split
+
+    def spy(name, split, *args, **kwargs):
+        loaded.append(split)
+        return real(name, split, *args, **kwargs)
+
+    monkeypatch.setattr("portamlp.datasets.read_split", spy)
+    monkeypatch.setattr("portamlp.datasets.sources.read_split", spy)
+    monkeypatch.setattr(sys.modules["portamlp.train"], "read_split", spy)
+    report = recipes.main(["--quick", "--only", "lr 0.1, 60", "--output",
+                           str(tmp_path / "r.json")])
+    assert report["rows"] and "test" not in loaded and "train" in loaded
+    assert all(0 < r["final"] <= 1 for r in report["rows"])

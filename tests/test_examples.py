@@ -61,10 +61,25 @@ def test_gpu_example_runs_on_cupy_or_says_what_to_install(capsys):
 def test_accuracy_benchmark_quick_run(tmp_path):
     out = tmp_path / "acc.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--quick",
-                           "--only", "784-10,", "--output", str(out)],
+                           "--only", "row 5", "--original-split", "--output", str(out)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert "| original 784-10, 3 epochs | 2 |" in proc.stdout
+    assert "| original row 5: 784-300-100-50-10, 1 epoch | 2 |" in proc.stdout
+    assert "88.9% (1,691 s)" in proc.stdout and "class 5 never predicted" in proc.stdout
     data = json.loads(out.read_text())
-    assert data["quick"] and len(data["rows"]) == 1
-    assert all(0 < a <= 1 for a in data["rows"][0]["test_accuracy"])
+    assert data["quick"] and data["original_split"] and len(data["rows"]) == 1
+    row = data["rows"][0]
+    assert row["options"]["layers"] == [784, 300, 100, 50, 10]
+    assert all(0 < a <= 1 for a in row["test_accuracy"] + row["original_split_accuracy"])
+    assert row["published"] == [0.889, 1691]
+
+
+def test_accuracy_benchmark_reads_the_recipes_from_their_files(tmp_path):
+    out = tmp_path / "acc.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--quick",
+                           "--only", "recipe examples/mnist", "--output", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["options"]["dropout"] > 0 and row["budget_minutes"] == 15
+    assert row["goal"] == 0.988 and isinstance(row["within_budget"], bool)
