@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 import portamlp
 
@@ -14,12 +13,6 @@ SMALL = ["--train-length", "2000", "--validation-length", "500", "--test-length"
          "--epochs", "2", "--seed", "3"]
 
 
-def run(*args, cwd, check=True, env=None):
-    proc = subprocess.run([sys.executable, "-m", "portamlp", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 import portamlp
 from portamlp import Network, PortamlpWarning
@@ -18,12 +19,6 @@ from portamlp.backend import to_numpy
 SMALL = dict(train_length=3000, validation_length=500, test_length=1000, seed=0)
 
 
-def run(*args, cwd, check=True, **kwargs):
-    proc = subprocess.run([sys.executable, "-m", "portamlp", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, **kwargs)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 # ------------------------------------------------------------------- 1. preprocessing
