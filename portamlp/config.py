@@ -302,16 +302,25 @@ def options_doc(indent: str = "    ") -> str:
 
 def cli_options() -> list[tuple[str, str, Any, str]]:
     """``(name, kind, default, help)`` of every option that is a ``portamlp train`` flag and a
-    key of a ``--config`` TOML file."""
+    key of a ``--config`` TOML file; the help ends with the valid values and the default."""
     out = []
     for f in dataclasses.fields(TrainConfig):
-        if f.metadata["cli"]:
-            help_text = f.metadata["help"]
-            if f.metadata["choices"]:
-                help_text += " (" + ", ".join(str(c) for c in f.metadata["choices"]) + ")"
-            out.append((f.name, f.metadata["kind"], f.default, help_text))
-    out += [(o.name, o.kind, o.default, o.help) for o in RUN_OPTIONS if o.kind is not None]
+        meta = f.metadata
+        if meta["cli"]:
+            text = meta["help"]
+            if meta["choices"]:
+                text += " (" + ", ".join(str(c) for c in meta["choices"]) + ")"
+            out.append((f.name, meta["kind"], f.default,
+                        f"{text}; default: {meta['default_text'] or _plain(f.default)}"))
+    for o in RUN_OPTIONS:
+        if o.kind is not None:
+            out.append((o.name, o.kind, o.default,
+                        f"{o.help}; default: {o.default_text or _plain(o.default)}"))
     return out
+
+
+def _plain(value: Any) -> str:
+    return "none" if value is None else str(value)
 
 
 @dataclass

@@ -34,6 +34,8 @@ EPILOG = """examples:
 """
 
 _TYPES = {"int": int, "float": float, "str": str, "layers": str, "scale": str, "path": Path}
+_METAVARS = {"int": "N", "float": "X", "str": "NAME", "layers": "SIZES", "scale": "SCALE",
+             "path": "PATH"}
 
 
 def flag_name(option: str) -> str:
@@ -41,26 +43,18 @@ def flag_name(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-def _describe_default(default: Any) -> str:
-    if isinstance(default, tuple):
-        return ",".join(str(v) for v in default) or "none"
-    return str(default)
-
-
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the subcommands: one flag per declared option, plus the command's own."""
     p = sub.add_parser("train", help="train a network (the default command)",
                        description="Train a multilayer perceptron and save it with a run record.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, kind, default, text in cli_options():
-        help_text = f"{text} (default: {_describe_default(default)})" if default not in (
-            None, ()) else text
+    for name, kind, _, text in cli_options():
         if kind == "bool":
             p.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
-                           default=None, help=help_text)
+                           default=None, help=text)
         else:
             p.add_argument(flag_name(name), dest=name, type=_TYPES[kind], default=None,
-                           metavar=name.upper(), help=help_text)
+                           metavar=_METAVARS[kind], help=text)
     p.add_argument("--config", type=Path, help="TOML file of options (flags override it)")
     p.add_argument("--save", type=Path, help="where to save the network, .json or "
                                             ".safetensors (default: "
