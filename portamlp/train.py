@@ -196,9 +196,11 @@ def _on_every_rank(func: Callable[_P, _R]) -> Callable[_P, _R]:
     @functools.wraps(func)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         comm = communicator(kwargs.get("distributed"))  # type: ignore[arg-type]
+        if comm.is_root:
+            with comm.guard(_AGREED_FAILURES):
+                return func(*args, **kwargs)
         with comm.guard(_AGREED_FAILURES), warnings.catch_warnings():
-            if not comm.is_root:
-                warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")
             return func(*args, **kwargs)
     return wrapper
 

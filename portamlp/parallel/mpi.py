@@ -122,6 +122,8 @@ class MPICommunicator:
 
     def _collective(self, flat: Any, call) -> Any:
         """Run ``call(buffer)`` on ``flat`` directly or staged through the host."""
+        if self.size == 1:
+            return flat
         if isinstance(flat, np.ndarray):
             call(flat)
             return flat
