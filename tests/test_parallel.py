@@ -204,6 +204,25 @@ def test_gradient_exchange_packs_one_buffer_and_reports_signals():
 
 # --------------------------------------------------------------------- 2 MPI ranks
 @needs_mpi
+@pytest.mark.parametrize("setting, says", [
+    (None, "go through host memory (staged): MPIX_Query_cuda_support() returned 0"),
+    ("1", "go directly to MPI (CUDA-aware): PORTAMLP_MPI_CUDA_AWARE=1"),
+    ("0", "go through host memory (staged): PORTAMLP_MPI_CUDA_AWARE=0"),
+    ("yes", "PORTAMLP_MPI_CUDA_AWARE must be 1 (the MPI library is CUDA-aware) or 0"),
+])
+def test_the_mpi_module_says_how_device_buffers_travel(setting, says):
+    env = {k: v for k, v in os.environ.items() if k != "PORTAMLP_MPI_CUDA_AWARE"}
+    if setting is not None:
+        env["PORTAMLP_MPI_CUDA_AWARE"] = setting
+    proc = subprocess.run([sys.executable, "-m", "portamlp.parallel.mpi"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    if setting is None and "returned 1" in proc.stdout:
+        pytest.skip("this MPI library is CUDA-aware")
+    assert says in proc.stdout + proc.stderr
+    assert "ranks: 1 (this is rank 0" in proc.stdout or setting == "yes"
+
+
+@needs_mpi
 def test_two_ranks_train_like_one_process(tmp_path):
     script = write_script(tmp_path, "equal.py", '''
         results = {name: summary(portamlp.train(**cfg, distributed="mpi"))
@@ -275,11 +294,14 @@ FAILING = '''
 
     if mode == "sigterm":
         SignalledNetwork.at = 5 if comm.rank == 1 else None
+    how = dict(network=first_network(SignalledNetwork), epochs=100_000)
+    if mode == "diverge":  # unbounded ReLU units and an absurd rate overflow at once
+        how = dict(layers=[12, 9, 4], activation="relu", cost="cross_entropy",
+                   learning_rate=1e30, epochs=3)
     try:
-        portamlp.train(x=x, y=y, network=first_network(SignalledNetwork), batch_size=16,
-                       epochs=100_000, callbacks=fail_on_rank_1, distributed="mpi",
-                       progress=False)
-    except portamlp.TrainingInterrupted as stop:
+        portamlp.train(x=x, y=y, batch_size=16, callbacks=fail_on_rank_1, distributed="mpi",
+                       progress=False, **how)
+    except (portamlp.TrainingInterrupted, portamlp.DivergenceError) as stop:
         print(f"rank {comm.rank}: {stop}", flush=True)
         sys.exit(0)
     print(f"rank {comm.rank} finished", flush=True)
@@ -301,13 +323,19 @@ def test_an_exception_on_one_rank_aborts_every_rank(tmp_path, mode, message):
 
 
 @needs_mpi
-def test_sigterm_on_one_rank_without_checkpoint_stops_every_rank_at_the_same_step(tmp_path):
+@pytest.mark.parametrize("mode, message", [
+    # no checkpoint: SIGTERM on rank 1 at its 5th step still stops both ranks at that step
+    ("sigterm", "training stopped by SIGTERM on rank 1 of 2 before the first epoch completed; "
+                "nothing to keep"),
+    # the summed loss diverges on every rank at once
+    ("diverge", "training diverged in epoch 1, mini-batch 2 of 13"),
+])
+def test_failures_every_rank_sees_are_raised_by_every_rank(tmp_path, mode, message):
     script = write_script(tmp_path, "fail.py", FAILING)
-    proc = run_ranks(2, [sys.executable, script, "sigterm"], tmp_path, timeout=120)
+    proc = run_ranks(2, [sys.executable, script, mode], tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
-        assert (f"rank {rank}: training stopped by SIGTERM on rank 1 of 2 before the first "
-                "epoch completed; nothing to keep") in proc.stdout
+        assert f"rank {rank}: {message}" in proc.stdout
 
 
 @needs_mpi
