@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import importlib
 import itertools
+import math
 import os
 import signal
 import sys
@@ -394,9 +395,7 @@ def _same_start_on_every_rank(comm: Communicator, net: Network, opt, data: _Spli
     flat = comm.broadcast(xp.concat([xp.reshape(a, (-1,)) for a in arrays]))
     start = 0
     for a in arrays:
-        n = 1
-        for d in a.shape:
-            n *= int(d)
+        n = math.prod(a.shape)
         a[...] = xp.reshape(flat[start:start + n], a.shape)
         start += n
 
