@@ -255,6 +255,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("checkpoint", None, "directory: a checkpoint every epoch; Ctrl-C saves one",
               kind="path"),
     RunOption("resume", None, "directory: continue its checkpointed run exactly", kind="path"),
+    RunOption("distributed", None, "mpi: data-parallel training over the ranks of mpiexec -n N "
+              "(one global mini-batch; rank 0 writes)", kind="str",
+              default_text="none: one process"),
 )
 
 

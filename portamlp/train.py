@@ -10,18 +10,23 @@ finiteness check of the weights and the validation figures together.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import functools
+import importlib
 import itertools
+import math
+import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 from .backend import BACKEND_NAMES, Backend, backend_of, get_backend, library_of, memory_phase
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
@@ -48,7 +53,8 @@ from .schedules import LearningRate
 from .stopping import EarlyStopping, higher_is_better, monitored_figure
 from .threads import limit_blas_threads
 
-__all__ = ["train"]
+__all__ = ["train", "Communicator", "SingleProcess", "SINGLE_PROCESS", "COMMUNICATORS",
+           "communicator"]
 
 _CONFIG_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _P = ParamSpec("_P")
@@ -71,7 +77,137 @@ def _record_passed(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+# ------------------------------------------------------------------------------ ranks
+class Communicator(Protocol):
+    """What the trainer needs from the processes ("ranks") that train one network together.
+
+    ``rank``, ``size``, ``local_rank`` and ``local_size`` place this process among all ranks
+    and among those of its node; ``is_root`` is rank 0 (the one that writes); ``shard`` is
+    ``(rank, size)``. ``share(value)`` gives every rank rank 0's picklable value; ``agree(flag)``
+    is True on every rank when any rank passes True; ``allreduce(flat)`` sums a 1-D array over
+    the ranks (returning the sums; in place where the memory allows) and ``broadcast(flat)``
+    gives every rank rank 0's values; ``abort(message)`` stops every rank, naming this one.
+    ``guard(agreed)`` is a context in which an exception other than the ``agreed`` types (which
+    every rank raises together) aborts all ranks; ``gradient_exchange(parameters, backend)``
+    sums each step's gradients, loss and signals in one allreduce (None for one rank);
+    ``place(backend)`` moves a GPU backend to this rank's GPU. :class:`SingleProcess` is the
+    one-rank implementation; :mod:`portamlp.parallel.mpi` has the MPI one.
+    """
+
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+
+    @property
+    def is_root(self) -> bool: ...
+
+    @property
+    def shard(self) -> tuple[int, int]: ...
+
+    def allreduce(self, flat: Any) -> Any: ...
+
+    def broadcast(self, flat: Any) -> Any: ...
+
+    def share(self, value: Any) -> Any: ...
+
+    def agree(self, flag: bool) -> bool: ...
+
+    def abort(self, message: str) -> NoReturn: ...
+
+    def guard(self, agreed: tuple[type[BaseException], ...]
+              ) -> contextlib.AbstractContextManager: ...
+
+    def gradient_exchange(self, parameters: list, backend: Backend) -> Any: ...
+
+    def place(self, backend: Backend) -> Backend: ...
+
+
+class SingleProcess:
+    """The :class:`Communicator` of an ordinary run: one rank; every operation is trivial."""
+
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+    is_root = True
+    shard = (0, 1)
+
+    def allreduce(self, flat: Any) -> Any:
+        return flat
+
+    def broadcast(self, flat: Any) -> Any:
+        return flat
+
+    def share(self, value: Any) -> Any:
+        return value
+
+    def agree(self, flag: bool) -> bool:
+        return bool(flag)
+
+    def abort(self, message: str) -> NoReturn:
+        raise RuntimeError(message)
+
+    def guard(self, agreed: tuple[type[BaseException], ...]
+              ) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def gradient_exchange(self, parameters: list, backend: Backend) -> None:
+        return None
+
+    def place(self, backend: Backend) -> Backend:
+        return backend
+
+    def __repr__(self) -> str:
+        return "SingleProcess()"
+
+
+#: The communicator of ``distributed=None``.
+SINGLE_PROCESS = SingleProcess()
+#: ``distributed=`` values and the module whose ``world()`` gives their communicator. Looked up
+#: by name when asked for: the optional layer (and mpi4py) stays out of ``import portamlp``, and
+#: the core never imports it.
+COMMUNICATORS = {"mpi": "portamlp.parallel.mpi"}
+_INSTALL = {"mpi": 'pip install "portamlp[mpi]" (the mpich and mpi4py wheels), then launch with '
+                   "mpiexec -n N"}
+
+
+def communicator(distributed: str | None) -> Communicator:
+    """The communicator of ``train(distributed=...)``: :data:`SINGLE_PROCESS` for None, else
+    the world of :data:`COMMUNICATORS`'s module (``"mpi"``: every rank of ``mpiexec -n N``)."""
+    if distributed is None:
+        return SINGLE_PROCESS
+    if distributed not in COMMUNICATORS:
+        raise ValueError(f"distributed must be None (one process) or one of "
+                         f"{sorted(COMMUNICATORS)}, got {distributed!r}; 'mpi' trains on the "
+                         "ranks of mpiexec -n N")
+    try:
+        module = importlib.import_module(COMMUNICATORS[distributed])
+    except ImportError as exc:
+        raise ImportError(f"distributed={distributed!r} needs what is missing here ({exc}): "
+                          f"{_INSTALL[distributed]}") from exc
+    return module.world()
+
+
+#: Failures every rank of a distributed run raises at the same point (from values all ranks
+#: share): they propagate; any other failure on one rank aborts them all.
+_AGREED_FAILURES = (DivergenceError, TrainingInterrupted)
+
+
+def _on_every_rank(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """With several ranks: abort them all when one fails alone, and let only rank 0 warn.
+    With one, ``func`` runs as it is."""
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        comm = communicator(kwargs.get("distributed"))  # type: ignore[arg-type]
+        if comm.is_root:
+            with comm.guard(_AGREED_FAILURES):
+                return func(*args, **kwargs)
+        with comm.guard(_AGREED_FAILURES), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return func(*args, **kwargs)
+    return wrapper
+
+
 @_record_passed
+@_on_every_rank
 def train(*, layers: Sequence[int] | str | None = None, train_length: int | None = None,
           validation_length: int | None = None, test_length: int | None = None,
           batch_size: int = 10, epochs: int = 5, learning_rate: float = 3.0,
@@ -93,7 +229,7 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
           device: Any = None, root: Any = None, download: bool = False,
           progress: bool | None = None,
           callbacks: Sequence[Callable] | Callable = (), checkpoint: Any = None,
-          resume: Any = None) -> TrainResult:
+          resume: Any = None, distributed: str | None = None) -> TrainResult:
     """Train a multilayer perceptron by mini-batch stochastic gradient descent.
 
     With no arguments: Nielsen's classic network (784-30-10, sigmoid, quadratic cost, batch 10,
@@ -129,9 +265,16 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
     ``callback(record, network)`` after every epoch; returning ``True`` (and nothing else)
     stops training. With ``sample_weight``, the weights are scaled to mean 1 over the training
     rows, so the learning rate keeps its meaning.
+
+    With ``distributed="mpi"``, launched as ``mpiexec -n N``, every rank takes its share of
+    each global mini-batch and the summed gradients give every rank the same update: the run of
+    one process, to round-off. Every rank passes the same options and data and returns the same
+    result; only rank 0 shows progress, warns and writes checkpoints. See
+    :mod:`portamlp.parallel`.
     """
     passed = locals()
     settings = {name: passed[name] for name in _CONFIG_NAMES}
+    comm = communicator(distributed)
     given = set(_PASSED.get(frozenset())) & set(_CONFIG_NAMES)
     callbacks = _callbacks(callbacks)
     if (x is None) != (y is None):
@@ -156,8 +299,10 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
         raise ValueError("optimizer_state continues the training of a given network: pass "
                          "network= too")
     be = _choose_backend(backend, device, network, x)
+    if device is None and network is None:
+        be = comm.place(be)  # with several ranks, each on its node's GPU local_rank
     if settings["seed"] is None:
-        settings["seed"] = fresh_seed()
+        settings["seed"] = comm.share(fresh_seed())
     if settings["layers"] is None:
         settings["layers"] = DEFAULT_LAYERS if x is None else _infer_layers(x, y, be)
     cfg = TrainConfig(**settings)
@@ -167,8 +312,15 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
                 warn(f"{name}={settings[name]!r} is ignored: it applies to named data sets, and "
                      "your own x is used as given")
 
+    if cfg.batch_size < comm.size:
+        raise ValueError(f"batch_size={cfg.batch_size} is smaller than the {comm.size} ranks: "
+                         "each rank needs rows of every mini-batch; use batch_size >= "
+                         f"{comm.size} or fewer ranks")
     rng = make_rng(cfg.seed)
-    with be.activate(), limit_blas_threads(be.name, cfg.layers, cfg.batch_size, cfg.threads):
+    threads = cfg.threads
+    if threads is None and comm.size > 1:  # the ranks of a node share its cores
+        threads = max(1, (os.cpu_count() or 1) // comm.local_size)
+    with be.activate(), limit_blas_threads(be.name, cfg.layers, cfg.batch_size, threads):
         net = _make_network(cfg, network, ckpt, be, rng)
         data = _stage(cfg, net, x, y, validation_data, test_data, sample_weight, root, download)
         if len(data.train) % cfg.batch_size:
@@ -182,9 +334,10 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
                                  nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         _check_monitor(cfg, data)
         position = RunPosition(rng_state=rng_state(rng))
-        run = _Trainer(net, opt, data, cfg, rng, progress=progress, callbacks=callbacks,
+        run = _Trainer(net, opt, data, cfg, rng, progress=progress if comm.is_root else False,
+                       callbacks=callbacks,
                        checkpoint=None if checkpoint is None else Path(checkpoint),
-                       own_data=x is not None)
+                       own_data=x is not None, comm=comm)
         if optimizer_state is not None:
             _load_optimizer_state(opt, optimizer_state, be)
         if ckpt is not None:
@@ -193,6 +346,8 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
             set_rng_state(rng, position.rng_state or {})
             run.load_state(ckpt.extra, {k: be.asarray(v.copy(), cfg.dtype)
                                         for k, v in ckpt.extra_arrays.items()})
+        if comm.size > 1:
+            _same_start_on_every_rank(comm, net, opt, data)
         history, stopped = run.run(position)
         test_accuracy = None
         if data.test is not None:
@@ -221,6 +376,28 @@ def _load_optimizer_state(opt, state: Any, be: Backend) -> None:
         opt.load_state({k: xp.asarray(v, copy=True) if be.same_device(v)
                         else be.asarray(be.to_numpy(v)) for k, v in arrays.items()},
                        dict(state["scalars"]))
+
+
+def _same_start_on_every_rank(comm: Communicator, net: Network, opt, data: _Splits) -> None:
+    """Check that every rank stages the same data, then give every rank rank 0's parameters
+    and optimizer state (one broadcast): a given network or a checkpoint read differently on
+    another node cannot split the ranks."""
+    xp = net.xp
+    sizes = [None if d is None else len(d) for d in (data.train, data.validation, data.test)]
+    mine = (sizes, float(xp.sum(xp.astype(data.train.labels, xp.float64))))
+    theirs = comm.share(mine)
+    if mine != theirs:
+        raise ValueError(f"this rank's data (rows of train/validation/test {mine[0]}, label sum "
+                         f"{mine[1]:g}) differ from rank 0's ({theirs[0]}, {theirs[1]:g}): every "
+                         "rank must pass the same options and the whole data set; each takes "
+                         "its share of every mini-batch itself")
+    arrays = net.parameters() + list(opt.state_arrays().values())
+    flat = comm.broadcast(xp.concat([xp.reshape(a, (-1,)) for a in arrays]))
+    start = 0
+    for a in arrays:
+        n = math.prod(a.shape)
+        a[...] = xp.reshape(flat[start:start + n], a.shape)
+        start += n
 
 
 def _check_monitor(cfg: TrainConfig, data: _Splits) -> None:
@@ -519,12 +696,23 @@ def _stop_on_signals(enabled: bool):
 
 
 class _Trainer:
-    """One training run's loop state (a class only to keep the loop's pieces small)."""
+    """One training run's loop state (a class only to keep the loop's pieces small).
+
+    With several ranks (``comm``), each computes the gradients of its share of every global
+    mini-batch, :class:`~portamlp.parallel.GradientExchange` sums them (and the loss, and any
+    signal received) with one allreduce, and every rank takes the same step. Validation and the
+    final test are split across the ranks too; their sums are reduced, so every rank sees the
+    same figures and takes the same early-stopping and schedule decisions.
+    """
 
     def __init__(self, net: Network, opt, data: _Splits, cfg: TrainConfig, rng, *, progress,
-                 callbacks: list[Callable], checkpoint: Path | None, own_data: bool):
+                 callbacks: list[Callable], checkpoint: Path | None, own_data: bool,
+                 comm: Communicator = SINGLE_PROCESS):
         self.net, self.opt, self.cfg, self.rng = net, opt, cfg, rng
-        self.data = data
+        self.data, self.comm = data, comm
+        self.exchange = comm.gradient_exchange(net.parameters(), net.backend)
+        self.validation = self._share(data.validation)  # this rank's rows of it
+        self.signalled_rank: int | None = None
         self.progress, self.callbacks = progress, callbacks
         self.checkpoint, self.own_data = checkpoint, own_data
         self.n_batches = -(-len(data.train) // cfg.batch_size)
@@ -554,7 +742,8 @@ class _Trainer:
         self.history = list(position.history)
         warned: list[int] = []
         stopped = False
-        with _stop_on_signals(self.checkpoint is not None) as received:
+        # Several ranks must stop at the same step: they always hear signals this way.
+        with _stop_on_signals(self.checkpoint is not None or self.comm.size > 1) as received:
             try:
                 for epoch in range(position.epoch, cfg.epochs + 1):
                     self.opt.learning_rate = self.rates.rate(epoch)
@@ -573,9 +762,11 @@ class _Trainer:
                             "on the validation set (saturated outputs); try {options}",
                             options={"init": "scaled", "cost": "cross_entropy"}))
                     asked = [cb(record, self.net) for cb in self.callbacks]  # every one runs
-                    if received[0] is not None:  # a signal after the epoch's last mini-batch
-                        self._interrupt(epoch + 1, 0, received[0], saved=True)
-                    if stop or any(a is True for a in asked):
+                    signalled = self._agreed_signal(received[0])
+                    if signalled is not None:  # a signal after the epoch's last mini-batch
+                        self._interrupt(epoch + 1, 0, signalled,
+                                        saved=self.checkpoint is not None)
+                    if self.comm.agree(stop or any(a is True for a in asked)):
                         stopped = epoch < cfg.epochs
                         break
             except KeyboardInterrupt as exc:
@@ -585,6 +776,12 @@ class _Trainer:
         if self.stopper is not None:
             self.stopper.restore(self.net.parameters())
         return self.history, stopped
+
+    def _agreed_signal(self, signum) -> tuple[int, int] | None:
+        """``(rank, signum)`` of a signal received by any rank (asking them all), or None."""
+        if self.exchange is not None:
+            return self.exchange.agree_signal(signum)
+        return None if signum is None else (0, signum)
 
     def _watch(self, epoch: int, record: EpochRecord) -> bool:
         """Feed the epoch's monitored figure to the schedule and to early stopping; True to
@@ -607,31 +804,41 @@ class _Trainer:
         bar = _progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
         every = max(1, self.n_batches // 100)
         backprop, step, dropout = net.backprop, self.opt.step, self.dropout
-        max_norm, xp = cfg.max_norm, net.xp
+        max_norm, xp, exchange = cfg.max_norm, net.xp, self.exchange
+        rank, size = self.comm.shard
         first_step = (epoch - 1) * self.n_batches
+        n_rows = len(self.data.train)
         start = time.perf_counter()
         losses: list[Any] = []
-        batches = self.data.train.batches(cfg.batch_size, self.rng if cfg.shuffle else None)
+        batches = self.data.train.batches(cfg.batch_size, self.rng if cfg.shuffle else None,
+                                          shard=(rank, size))
         if first_batch:  # resuming mid-epoch: same permutation, skip the batches already done
             batches = itertools.islice(batches, first_batch, None)
         try:
             with memory_phase("a training step", net.backend, self._step_advice(),
                               self._step_bytes()):
                 for i, (xb, tb, wb) in enumerate(batches, start=first_batch):
+                    rows = min(cfg.batch_size, n_rows - i * cfg.batch_size)  # all ranks' rows
                     masks = None if dropout is None else \
-                        dropout.for_step(first_step + i, xb.shape[0])
+                        dropout.for_step(first_step + i, xb.shape[0], rank * rows // size)
                     loss, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
+                    if exchange is None:
+                        signalled = None if received[0] is None else (0, received[0])
+                    else:  # the sums over all ranks' shares: the global batch's
+                        loss, grads, signalled = exchange.reduce(loss, grads, received[0])
                     losses.append(loss)
-                    step(grads, 1.0 / xb.shape[0])
+                    step(grads, 1.0 / rows)
                     if max_norm is not None:
                         apply_max_norm(xp, net.weights, max_norm)
                     if bar is not None and (i + 1) % every == 0:
                         bar.update(every)
-                    if received[0] is not None:
-                        seconds = carried_seconds + time.perf_counter() - start
-                        self._save_interrupted(epoch, i + 1, losses, carried_loss, seconds,
-                                               state_at_start)
-                        self._interrupt(epoch, i + 1, received[0], saved=True)
+                    if signalled is not None:
+                        saved = self.checkpoint is not None
+                        if saved:
+                            seconds = carried_seconds + time.perf_counter() - start
+                            self._save_interrupted(epoch, i + 1, losses, carried_loss, seconds,
+                                                   state_at_start)
+                        self._interrupt(epoch, i + 1, signalled, saved=saved)
         finally:
             if bar is not None:
                 bar.close()
@@ -655,6 +862,19 @@ class _Trainer:
                 "smaller batch_size or smaller layers")
 
     # -- per-epoch figures, in one transfer
+    def _share(self, data: DeviceDataset | None) -> DeviceDataset | None:
+        """This rank's contiguous rows of a validation or test split (all of it alone)."""
+        if data is None or self.comm.size == 1:
+            return data
+        rank, size = self.comm.shard
+        lo, hi = rank * len(data) // size, (rank + 1) * len(data) // size
+        return DeviceDataset(data.x[lo:hi, ...], data.labels[lo:hi], data.n_classes,
+                             data.backend)
+
+    def _validation_sums(self, share: DeviceDataset):
+        """:meth:`_validation_vector` of this rank's share, summed over the ranks."""
+        return self.comm.allreduce(self._validation_vector(share))
+
     def _validation_vector(self, data: DeviceDataset):
         """Device vector ``[correct, loss_sum, count of each predicted class...]``."""
         net, xp = self.net, self.net.xp
@@ -669,8 +889,10 @@ class _Trainer:
     def evaluate(self, data: DeviceDataset) -> tuple[float, float, list[int]]:
         """Accuracy, mean loss and the classes never predicted on a staged split (one
         transfer)."""
+        share = self.validation if data is self.data.validation else self._share(data)
+        assert share is not None
         with self.net.backend.activate():
-            values = summary_values(self._validation_vector(data))
+            values = summary_values(self._validation_sums(share))
         return self._validation_figures(values, len(data))
 
     def _validation_figures(self, values, n: int) -> tuple[float, float, list[int]]:
@@ -690,8 +912,9 @@ class _Trainer:
         parts.append(xp.stack(finite))
         val = self.data.validation
         if val is not None:
+            assert self.validation is not None
             with memory_phase("validation", net.backend, "use a smaller validation_length"):
-                parts.append(xp.astype(self._validation_vector(val), parts[0].dtype))
+                parts.append(xp.astype(self._validation_sums(self.validation), parts[0].dtype))
         values = summary_values(xp.concat(parts))
         n_losses, n_params = len(losses), len(finite)
         total, bad = epoch_loss(values[:n_losses])
@@ -738,29 +961,37 @@ class _Trainer:
 
     def _interrupted(self, epoch_batch: tuple | None, signum) -> TrainingInterrupted:
         done = len(self.history)
+        by = "" if self.signalled_rank is None else \
+            f" on rank {self.signalled_rank} of {self.comm.size}"
         where = "before the first epoch completed" if not done else f"after epoch {done}"
         if self.checkpoint is not None and epoch_batch is not None:
             how = "train(resume=...)" if not self.own_data else "train(x=..., y=..., resume=...)"
             epoch, batch = epoch_batch
             place = (f"in epoch {epoch} after mini-batch {batch} of {self.n_batches}" if batch
                      else f"after epoch {epoch - 1}")
-            message = (f"training stopped by {signal.Signals(signum).name} {place}; checkpoint "
-                       f"saved to {checkpoint_path(self.checkpoint)}. Resume with "
+            message = (f"training stopped by {signal.Signals(signum).name}{by} {place}; "
+                       f"checkpoint saved to {checkpoint_path(self.checkpoint)}. Resume with "
                        f"{how.replace('...', repr(str(self.checkpoint)))} or `portamlp train "
                        f"--resume {self.checkpoint}`")
         else:
             name = signal.Signals(signum).name if signum else "KeyboardInterrupt"
-            message = (f"training stopped by {name} {where}; the exception's .network holds the "
-                       f"network as it was {where.replace('after', 'at the end of')}"
-                       if done else f"training stopped by {name} {where}; nothing to keep")
+            message = (f"training stopped by {name}{by} {where}; the exception's .network holds "
+                       f"the network as it was {where.replace('after', 'at the end of')}"
+                       if done else f"training stopped by {name}{by} {where}; nothing to keep")
         return TrainingInterrupted(message, checkpoint=self.checkpoint, signum=signum,
                                    network=self._snapshot_network(), history=self.history)
 
-    def _interrupt(self, epoch: int, next_batch: int, signum, saved: bool):
+    def _interrupt(self, epoch: int, next_batch: int, signalled: tuple[int, int], saved: bool):
+        """Stop for the signal ``signalled = (rank, signum)``."""
+        rank, signum = signalled
+        self.signalled_rank = rank if self.comm.size > 1 else None
         raise self._interrupted((epoch, next_batch) if saved else None, signum)
 
     def _save(self, position: RunPosition) -> Path:
+        """Write the checkpoint (rank 0 only: the other ranks hold the same state)."""
         assert self.checkpoint is not None
+        if not self.comm.is_root:
+            return checkpoint_path(self.checkpoint)
         extra: dict[str, Any] = {"schedule": self.rates.state()}
         arrays = {}
         if self.stopper is not None:

@@ -1,6 +1,10 @@
 """``portamlp train``: its flags and config-file keys come from the option declarations
 (:func:`portamlp.config.cli_options`), so the command line, ``--config`` files and
-:func:`portamlp.train` always accept the same options."""
+:func:`portamlp.train` always accept the same options.
+
+Under ``mpiexec -n N portamlp train --distributed mpi`` every rank trains; only rank 0 prints,
+saves the network and writes the run record, and an error is reported once (by rank 0, or by
+the rank where it happened), every rank exiting with the same status."""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ import json
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import DEFAULT_LAYERS, cli_options
 from ..errors import TrainingInterrupted
-from .common import CLIError, add_common
+from ..parallel import Communicator, communicator
+from .common import EXIT_FAILED, EXIT_USAGE, CLIError, add_common
 from .records import run_record_path, write_run_record
 
 __all__ = ["add_parser", "cmd_train", "read_config", "flag_name"]
@@ -31,6 +37,8 @@ EPILOG = """examples:
   portamlp train --epochs 30 --checkpoint ckpt/     Ctrl-C saves; then:
   portamlp train --resume ckpt/ --save net.json     continue where it stopped
   portamlp train --network net.json --epochs 5      train a saved network further
+  mpiexec -n 2 portamlp train --distributed mpi --batch-size 256 --threads 1
+                                                   data-parallel over 2 MPI ranks
 """
 
 _TYPES = {"int": int, "float": float, "str": str, "layers": str, "scale": str, "path": Path}
@@ -144,10 +152,68 @@ def _options(args) -> dict[str, Any]:
     return options
 
 
+_T = TypeVar("_T")
+
+
+def _on_every_rank(comm: Communicator, prepare: Callable[[], _T]) -> _T:
+    """``prepare()`` on every rank; if it fails on any, all ranks stop with the same status
+    before training (none is left waiting), and the error is raised (so printed) by rank 0 when
+    it failed there, else by the ranks where it failed; the others exit quietly."""
+    error: Exception | None = None
+    try:
+        result = prepare()
+    except Exception as exc:
+        if comm.size == 1:
+            raise
+        error = exc
+    if comm.size == 1 or not comm.agree(error is not None):
+        assert error is None
+        return result
+    root_failed = comm.share(error is not None)
+    if error is not None and (comm.is_root or not root_failed):
+        raise error
+    raise SystemExit(EXIT_USAGE)
+
+
 def cmd_train(args) -> int:
+    options = _options(args)
+    comm = communicator(options.get("distributed"))
+    save = _on_every_rank(comm, lambda: _prepare(args, options))
+    root = comm.is_root
+    say = (lambda *a, **k: None) if (args.quiet or args.json or not root) else print
+
+    def report(record, network):
+        val = (f", validation accuracy {record.validation_accuracy:.2%}"
+               if record.validation_accuracy is not None else "")
+        say(f"epoch {record.epoch}: {record.seconds:.2f} s, train loss "
+            f"{record.train_loss:.4f}{val}", flush=True)
+
+    if options.get("progress") is None and args.quiet:
+        options["progress"] = False
     import portamlp
 
-    options = _options(args)
+    try:
+        # Several ranks hear SIGTERM inside train(), so that they all stop at the same step.
+        with _sigterm_interrupts() if comm.size == 1 else nullcontext():
+            result = portamlp.train(callbacks=[report], **options)
+    except TrainingInterrupted as stop:
+        if not root:
+            return 128 + (stop.signum or signal.SIGINT)
+        return _interrupted(stop, save, args, options)
+    except Exception:  # only DivergenceError reaches here from every rank: rank 0 reports it
+        if root:
+            raise
+        raise SystemExit(EXIT_FAILED) from None
+    if not root:
+        return 0
+    return _finish(result, save, args)
+
+
+def _prepare(args, options: dict) -> Path:
+    """Load what the options name (a checkpoint's settings, a network) and check that the
+    network can be saved; returns the path it will be saved to."""
+    import portamlp
+
     naming = options
     if options.get("resume") is not None:
         from ..checkpoint import load_checkpoint
@@ -160,21 +226,11 @@ def cmd_train(args) -> int:
         naming = dict(naming, layers=options["network"].layers)
     save = args.save or _default_save_path(naming)
     _check_save(save, args.force)
-    say = (lambda *a, **k: None) if (args.quiet or args.json) else print
+    return save
 
-    def report(record, network):
-        val = (f", validation accuracy {record.validation_accuracy:.2%}"
-               if record.validation_accuracy is not None else "")
-        say(f"epoch {record.epoch}: {record.seconds:.2f} s, train loss "
-            f"{record.train_loss:.4f}{val}", flush=True)
 
-    if options.get("progress") is None and args.quiet:
-        options["progress"] = False
-    try:
-        with _sigterm_interrupts():
-            result = portamlp.train(callbacks=[report], **options)
-    except TrainingInterrupted as stop:
-        return _interrupted(stop, save, args, options)
+def _finish(result, save: Path, args) -> int:
+    """Save the network and its run record; print the outcome."""
     net = result.network
     net.save(save, overwrite=args.force)
     record_path = run_record_path(save)
