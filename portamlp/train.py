@@ -10,11 +10,9 @@ finiteness check of the weights and the validation figures together.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
 import functools
-import importlib
 import itertools
 import math
 import os
@@ -26,7 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from .backend import BACKEND_NAMES, Backend, backend_of, get_backend, library_of, memory_phase
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
@@ -43,6 +41,7 @@ from .datasets.registry import default_validation_length, n_classes
 from .datasets.scaling import Preprocessing
 from .datasets.sources import read_split
 from .datasets.staging import DeviceDataset
+from .distributed import SINGLE_PROCESS, Communicator, communicator
 from .dropout import Dropout
 from .errors import DivergenceError, PortamlpWarning, TrainingInterrupted, warn
 from .host import epoch_loss, fresh_seed, make_rng, rng_state, set_rng_state, summary_values
@@ -53,8 +52,7 @@ from .schedules import LearningRate
 from .stopping import EarlyStopping, higher_is_better, monitored_figure
 from .threads import limit_blas_threads
 
-__all__ = ["train", "Communicator", "SingleProcess", "SINGLE_PROCESS", "COMMUNICATORS",
-           "communicator"]
+__all__ = ["train"]
 
 _CONFIG_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _P = ParamSpec("_P")
@@ -75,115 +73,6 @@ def _record_passed(func: Callable[_P, _R]) -> Callable[_P, _R]:
         finally:
             _PASSED.reset(token)
     return wrapper
-
-
-# ------------------------------------------------------------------------------ ranks
-class Communicator(Protocol):
-    """What the trainer needs from the processes ("ranks") that train one network together.
-
-    ``rank``, ``size``, ``local_rank`` and ``local_size`` place this process among all ranks
-    and among those of its node; ``is_root`` is rank 0 (the one that writes); ``shard`` is
-    ``(rank, size)``. ``share(value)`` gives every rank rank 0's picklable value; ``agree(flag)``
-    is True on every rank when any rank passes True; ``allreduce(flat)`` sums a 1-D array over
-    the ranks (returning the sums; in place where the memory allows) and ``broadcast(flat)``
-    gives every rank rank 0's values; ``abort(message)`` stops every rank, naming this one.
-    ``guard(agreed)`` is a context in which an exception other than the ``agreed`` types (which
-    every rank raises together) aborts all ranks; ``gradient_exchange(parameters, backend)``
-    sums each step's gradients, loss and signals in one allreduce (None for one rank);
-    ``place(backend)`` moves a GPU backend to this rank's GPU. :class:`SingleProcess` is the
-    one-rank implementation; :mod:`portamlp.parallel.mpi` has the MPI one.
-    """
-
-    rank: int
-    size: int
-    local_rank: int
-    local_size: int
-
-    @property
-    def is_root(self) -> bool: ...
-
-    @property
-    def shard(self) -> tuple[int, int]: ...
-
-    def allreduce(self, flat: Any) -> Any: ...
-
-    def broadcast(self, flat: Any) -> Any: ...
-
-    def share(self, value: Any) -> Any: ...
-
-    def agree(self, flag: bool) -> bool: ...
-
-    def abort(self, message: str) -> NoReturn: ...
-
-    def guard(self, agreed: tuple[type[BaseException], ...]
-              ) -> contextlib.AbstractContextManager: ...
-
-    def gradient_exchange(self, parameters: list, backend: Backend) -> Any: ...
-
-    def place(self, backend: Backend) -> Backend: ...
-
-
-class SingleProcess:
-    """The :class:`Communicator` of an ordinary run: one rank; every operation is trivial."""
-
-    rank, size, local_rank, local_size = 0, 1, 0, 1
-    is_root = True
-    shard = (0, 1)
-
-    def allreduce(self, flat: Any) -> Any:
-        return flat
-
-    def broadcast(self, flat: Any) -> Any:
-        return flat
-
-    def share(self, value: Any) -> Any:
-        return value
-
-    def agree(self, flag: bool) -> bool:
-        return bool(flag)
-
-    def abort(self, message: str) -> NoReturn:
-        raise RuntimeError(message)
-
-    def guard(self, agreed: tuple[type[BaseException], ...]
-              ) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
-
-    def gradient_exchange(self, parameters: list, backend: Backend) -> None:
-        return None
-
-    def place(self, backend: Backend) -> Backend:
-        return backend
-
-    def __repr__(self) -> str:
-        return "SingleProcess()"
-
-
-#: The communicator of ``distributed=None``.
-SINGLE_PROCESS = SingleProcess()
-#: ``distributed=`` values and the module whose ``world()`` gives their communicator. Looked up
-#: by name when asked for: the optional layer (and mpi4py) stays out of ``import portamlp``, and
-#: the core never imports it.
-COMMUNICATORS = {"mpi": "portamlp.parallel.mpi"}
-_INSTALL = {"mpi": 'pip install "portamlp[mpi]" (the mpich and mpi4py wheels), then launch with '
-                   "mpiexec -n N"}
-
-
-def communicator(distributed: str | None) -> Communicator:
-    """The communicator of ``train(distributed=...)``: :data:`SINGLE_PROCESS` for None, else
-    the world of :data:`COMMUNICATORS`'s module (``"mpi"``: every rank of ``mpiexec -n N``)."""
-    if distributed is None:
-        return SINGLE_PROCESS
-    if distributed not in COMMUNICATORS:
-        raise ValueError(f"distributed must be None (one process) or one of "
-                         f"{sorted(COMMUNICATORS)}, got {distributed!r}; 'mpi' trains on the "
-                         "ranks of mpiexec -n N")
-    try:
-        module = importlib.import_module(COMMUNICATORS[distributed])
-    except ImportError as exc:
-        raise ImportError(f"distributed={distributed!r} needs what is missing here ({exc}): "
-                          f"{_INSTALL[distributed]}") from exc
-    return module.world()
 
 
 #: Failures every rank of a distributed run raises at the same point (from values all ranks
@@ -270,7 +159,7 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
     each global mini-batch and the summed gradients give every rank the same update: the run of
     one process, to round-off. Every rank passes the same options and data and returns the same
     result; only rank 0 shows progress, warns and writes checkpoints. See
-    :mod:`portamlp.parallel`.
+    :mod:`portamlp.distributed`.
     """
     passed = locals()
     settings = {name: passed[name] for name in _CONFIG_NAMES}
@@ -699,7 +588,7 @@ class _Trainer:
     """One training run's loop state (a class only to keep the loop's pieces small).
 
     With several ranks (``comm``), each computes the gradients of its share of every global
-    mini-batch, :class:`~portamlp.parallel.GradientExchange` sums them (and the loss, and any
+    mini-batch, :class:`~portamlp.distributed.GradientExchange` sums them (and the loss, and any
     signal received) with one allreduce, and every rank takes the same step. Validation and the
     final test are split across the ranks too; their sums are reduced, so every rank sees the
     same figures and takes the same early-stopping and schedule decisions.

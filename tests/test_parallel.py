@@ -187,7 +187,7 @@ class _TwinRanks:
 
 
 def test_gradient_exchange_packs_one_buffer_and_reports_signals():
-    from portamlp.parallel import GradientExchange
+    from portamlp.distributed import GradientExchange
 
     be = portamlp.get_backend("numpy")
     params = [np.ones((3, 2)), np.ones(3)]
@@ -214,7 +214,7 @@ def test_the_mpi_module_says_how_device_buffers_travel(setting, says):
     env = {k: v for k, v in os.environ.items() if k != "PORTAMLP_MPI_CUDA_AWARE"}
     if setting is not None:
         env["PORTAMLP_MPI_CUDA_AWARE"] = setting
-    proc = subprocess.run([sys.executable, "-m", "portamlp.parallel.mpi"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "portamlp.distributed.mpi"], capture_output=True,
                           text=True, env=env, timeout=120)
     if setting is None and "returned 1" in proc.stdout:
         pytest.skip("this MPI library is CUDA-aware")

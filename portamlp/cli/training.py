@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import DEFAULT_LAYERS, cli_options
+from ..distributed import Communicator, communicator
 from ..errors import TrainingInterrupted
-from ..parallel import Communicator, communicator
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, add_common
 from .records import run_record_path, write_run_record
 

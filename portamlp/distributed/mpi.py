@@ -1,6 +1,6 @@
 """The MPI communicator of data-parallel training (mpi4py), and how device buffers travel.
 
-Imported only by ``train(distributed="mpi")`` (through :func:`portamlp.parallel.communicator`):
+Imported only by ``train(distributed="mpi")`` (through :func:`portamlp.distributed.communicator`):
 importing it initialises MPI. Every rank of ``MPI.COMM_WORLD`` takes part.
 
 Device buffers
@@ -15,7 +15,7 @@ decided once, in this order:
 2. else ``MPIX_Query_cuda_support()`` of the MPI library (MPICH and Open MPI export it);
 3. else staged through the host.
 
-``mpiexec -n 1 python -m portamlp.parallel.mpi`` prints the MPI library, the decision and its
+``mpiexec -n 1 python -m portamlp.distributed.mpi`` prints the MPI library, the decision and its
 reason; :attr:`MPICommunicator.cuda_aware` holds it in a program.
 """
 
@@ -77,7 +77,7 @@ def _on_gpu(array: Any) -> bool:
 
 class MPICommunicator:
     """The ranks of an MPI communicator, with the interface of
-    :class:`portamlp.parallel.Communicator`.
+    :class:`portamlp.distributed.Communicator`.
 
     Attributes
     ----------
@@ -165,7 +165,7 @@ class MPICommunicator:
     def guard(self, agreed: tuple[type[BaseException], ...]
               ) -> contextlib.AbstractContextManager:
         """A context in which an exception other than the ``agreed`` types aborts every rank
-        (see :func:`portamlp.parallel.abort_on_failure`)."""
+        (see :func:`portamlp.distributed.abort_on_failure`)."""
         return abort_on_failure(self, agreed)
 
     def gradient_exchange(self, parameters: list, backend: Backend) -> GradientExchange | None:
