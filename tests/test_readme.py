@@ -58,14 +58,40 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
             kwargs["backend"] = "numpy"  # the identical code path, on the CPU here
         return real_train(**{**kwargs, **SMALL})
 
-    monkeypatch.setattr(portamlp, "train", small_train)
     monkeypatch.chdir(tmp_path)
+    if 'distributed="mpi"' in code:  # a script for mpiexec: run it there, on 2 ranks
+        _run_under_mpiexec(code, tmp_path)
+        return
+    if "dask" in code:
+        pytest.importorskip("dask.distributed", reason='pip install "portamlp[dask]"')
+    monkeypatch.setattr(portamlp, "train", small_train)
     if "torch" in code:
         pytest.importorskip("torch")
         pytest.importorskip("safetensors")
     if "fashion-mnist" in code or "read_idx" in code:
         _fake_fashion(tmp_path, monkeypatch)
     exec(compile(code, f"README block {index}", "exec"), {"__name__": "readme"})
+
+
+def _run_under_mpiexec(code: str, tmp_path: Path) -> None:
+    """``mpiexec -n 2 python`` the block, with the same small settings as the other blocks."""
+    import shutil
+
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
+        shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip('mpiexec not found: pip install "portamlp[mpi]"')
+    pytest.importorskip("mpi4py", reason='pip install "portamlp[mpi]"')
+    (tmp_path / "block.py").write_text(code)
+    (tmp_path / "wrapper.py").write_text(
+        "import portamlp\n"
+        "real = portamlp.train\n"
+        f"portamlp.train = lambda **kw: real(**{{**kw, **{SMALL!r}}})\n"
+        "exec(compile(open('block.py').read(), 'README block', 'exec'), "
+        "{'__name__': 'readme'})\n")
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "wrapper.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _fake_fashion(tmp_path, monkeypatch):
