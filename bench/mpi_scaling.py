@@ -60,7 +60,7 @@ QUICK = {"784-1024-1024-10": dict(train_length=1024, validation_length=256, test
 def worker(args) -> None:
     """One run under mpiexec: train, then rank 0 writes its per-epoch figures as JSON."""
     import portamlp
-    from portamlp.train import communicator
+    from portamlp.distributed import communicator
 
     comm = communicator("mpi")
     spent: list[float] = []

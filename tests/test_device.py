@@ -338,9 +338,9 @@ def test_cross_entropy_loss_uses_no_clip(monkeypatch, tiny):
 
 @pytest.mark.parametrize("module, target, match", [
     ("portamlp.optim", "SGD.__init__", "during allocating the optimizer state"),
-    ("portamlp.train", "_Trainer._validation_vector", "during validation"),
-    ("portamlp.train", "_Trainer.evaluate", "during the final test"),
-    ("portamlp.train", "_stage_named", "during staging the data"),
+    ("portamlp.loop", "Trainer._validation_vector", "during validation"),
+    ("portamlp.loop", "Trainer.evaluate", "during the final test"),
+    ("portamlp.splits", "stage_named", "during staging the data"),
     ("portamlp.network", "Network.backprop", "during a training step"),
 ])
 def test_out_of_memory_names_its_phase(monkeypatch, module, target, match):

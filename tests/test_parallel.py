@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import portamlp
-from portamlp.train import SINGLE_PROCESS, communicator
+from portamlp.distributed import SINGLE_PROCESS, communicator
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The small runs here trigger portamlp's advice (short last batch, saturated outputs).
@@ -77,7 +77,7 @@ COMMON = textwrap.dedent('''
     import json, os, signal, sys
     import numpy as np
     import portamlp
-    from portamlp.train import communicator
+    from portamlp.distributed import communicator
 
 
     def data(rows=203):
