@@ -466,6 +466,19 @@ def test_pickle_keeps_the_backend(blobs):
     np.testing.assert_allclose(back.predict_proba(x), est.predict_proba(x))
 
 
+@QUIET
+def test_unpickling_where_the_backend_is_missing_falls_back_to_numpy(blobs):
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(x, y)
+    state = est.__getstate__()
+    state["network_"] = dict(state["network_"], backend="array_api_strict", device="device9")
+    back = MLPClassifier.__new__(MLPClassifier)
+    with pytest.warns(portamlp.PortamlpWarning, match="device9.*not usable here.*on NumPy"):
+        back.__setstate__(state)
+    assert back.network_.backend.name == "numpy"
+    np.testing.assert_array_equal(back.predict(x), est.predict(x))
+
+
 # -------------------------------------------------------------- proofs
 def test_importing_portamlp_imports_no_scikit_learn():
     code = "import sys, portamlp; print('sklearn' in sys.modules)"
@@ -495,9 +508,10 @@ def test_benchmark_quick_mode_reports_both_estimators(tmp_path):
     assert report["quick"] is True and report["machine"]
     assert {r["dataset"] for r in report["rows"]} == {"mnist", "digits"}
     for row in report["rows"]:
-        for name in ("portamlp", "scikit-learn"):
+        for name in ("portamlp", "scikit-learn", "scikit-learn, portamlp's BLAS threads"):
             result = row[name]
             assert len(result["runs"]) == len(report["seeds"])
             assert all(r["n_iter"] == row["settings"]["max_iter"] for r in result["runs"])
             assert result["fit_seconds"] > 0 and 0.0 <= result["test_accuracy"] <= 1.0
-        assert row["speedup"] > 0
+        assert row["speedup"] > 0 and row["speedup_same_threads"] > 0
+        assert len(row["load_average_before"]) == 3

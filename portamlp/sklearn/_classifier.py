@@ -331,9 +331,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                  "warm_start and partial_fit continue the same network: set "
                                  "warm_start=False (or clone the estimator) to start afresh")
             options["network"] = self.network_
-            if incremental:
-                options["optimizer_state"] = _persist.optimizer_state_to_device(
-                    getattr(self, "_optimizer_state", None), self.network_)
+            if incremental:  # continue the moments (train copies them onto the device)
+                options["optimizer_state"] = getattr(self, "_optimizer_state", None)
 
         network, optimizer_state, stopped = self._train(options)
         epochs.finish(network)
@@ -364,8 +363,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     raise
                 warnings.warn("Training interrupted by user.", stacklevel=4)
                 return exc.network, None, True
-        state = _persist.optimizer_state_to_host(result.optimizer_state)
-        return result.network, state, result.stopped_early
+        return result.network, result.optimizer_state, result.stopped_early
 
     # -- the pieces of fit
     def _settings(self, incremental: bool) -> dict[str, Any]:
@@ -384,8 +382,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         _choice("cost", self.cost, COSTS)
         _choice("init", self.init, INITS)
         if self.dtype is not None:
-            _choice("dtype", getattr(self.dtype, "__name__", self.dtype),
-                    ("float32", "float64"))
+            _choice("dtype", _dtype_name(self.dtype), ("float32", "float64"))
         self._layers(1)  # checks hidden_layer_sizes
         _number("alpha", self.alpha, low=0.0)
         _number("learning_rate_init", self.learning_rate_init, low=0.0, low_open=True)
@@ -441,7 +438,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _validate_X(self, X, *, reset: bool):
         xp = namespace_of(X)
         if self.dtype is not None:
-            dtype: Any = getattr(xp, getattr(self.dtype, "__name__", str(self.dtype)))
+            dtype: Any = getattr(xp, _dtype_name(self.dtype))
         else:
             dtype = [xp.float64, xp.float32]
         return validate_data(self, X, reset=reset, accept_sparse=False, dtype=dtype,
@@ -608,10 +605,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------------------- pickling
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())
         if "network_" in state:
-            state = dict(state)
             state["network_"] = _persist.network_state(state["network_"])
+        if state.get("_optimizer_state") is not None:  # device arrays travel as host arrays
+            state["_optimizer_state"] = _persist.optimizer_state_to_host(
+                state["_optimizer_state"])
         return state
 
     def __setstate__(self, state):
@@ -853,6 +852,11 @@ def _integer(name: str, value: Any, *, low: int) -> None:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
+def _dtype_name(dtype: Any) -> str:
+    """"float32" for "float32", numpy.float32 or numpy.dtype("float32")."""
+    return dtype if isinstance(dtype, str) else getattr(dtype, "__name__", str(dtype))
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.all(a == b))
 
@@ -872,7 +876,7 @@ def _plain_param(name: str, value: Any) -> Any:
     if name == "backend" and hasattr(value, "name"):
         return value.name
     if name == "dtype":
-        return getattr(value, "__name__", str(value))
+        return _dtype_name(value)
     if name == "device":
         return str(value)
     return None  # a RandomState instance: the loaded estimator draws afresh

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, available_backends, to_numpy
+from ..backend import Backend, to_numpy
 from ..errors import ModelFormatError, PortamlpWarning, warn
 from ..network import Network
 from ..saving import (
@@ -37,7 +37,7 @@ from ..saving import (
 from ._arrays import backend_for_place, device_spec
 
 __all__ = ["network_state", "network_from_state", "optimizer_state_to_host",
-           "optimizer_state_to_device", "encode_classes", "decode_classes", "write_model",
+"encode_classes", "decode_classes", "write_model",
            "read_estimator_document", "METADATA_KEY", "DOCUMENT_KEY", "FORMAT_NAME",
            "FORMAT_VERSION"]
 
@@ -59,16 +59,10 @@ def network_state(network: Network) -> dict[str, Any]:
 
 def _usable_backend(name: str, device: Any) -> Backend:
     """The backend a network lived on, or NumPy (with a warning) when it is not usable here."""
-    status = available_backends().get(name)
-    if status is not None and status.usable:
-        try:
-            return backend_for_place((name, device))
-        except (ValueError, RuntimeError) as exc:
-            reason = str(exc)
-        else:  # pragma: no cover
-            reason = ""
-    else:
-        reason = status.reason if status is not None else "unknown backend"
+    try:
+        return backend_for_place((name, device))
+    except (ValueError, RuntimeError, ImportError) as exc:
+        reason = " ".join(str(exc).split())
     warn(PortamlpWarning(f"the estimator's network lived on {name} {device!r}, which is not "
                          f"usable here ({reason}); it is loaded on NumPy instead"))
     return backend_for_place(("numpy", None))
@@ -85,13 +79,6 @@ def optimizer_state_to_host(state: dict[str, Any] | None) -> dict[str, Any] | No
         return None
     return {**state, "arrays": {k: np.array(to_numpy(v)) for k, v in state["arrays"].items()}}
 
-
-def optimizer_state_to_device(state: dict[str, Any] | None,
-                              network: Network) -> dict[str, Any] | None:
-    if state is None:
-        return None
-    be = network.backend
-    return {**state, "arrays": {k: be.asarray(v) for k, v in state["arrays"].items()}}
 
 
 # ------------------------------------------------------------------------------ classes
