@@ -112,12 +112,22 @@ def test_the_maths_imports_no_array_library():
                 assert m.split(".")[0] not in ("numpy", "cupy", "torch"), f"{name} imports {m}"
 
 
+#: Packages allowed a well-known name. ``portamlp.sklearn`` is the documented public path of the
+#: scikit-learn estimator (``from portamlp.sklearn import MLPClassifier``, like
+#: ``xgboost.sklearn``): its name says which library it adapts to rather than shadowing that
+#: library's role, and absolute imports keep ``import sklearn`` inside it meaning scikit-learn.
+WELL_KNOWN_NAME_EXEMPT = {PACKAGE / "sklearn"}
+
+
 def test_no_module_is_named_like_a_well_known_one():
     stdlib = set(sys.stdlib_module_names)
     well_known = stdlib | {"numpy", "cupy", "torch", "safetensors", "sklearn", "dask", "mpi4py",
                            "matplotlib", "PIL", "tqdm", "pooch"}
     clashes = [p for p in PACKAGE.rglob("*.py") if p.stem in well_known and
                p.stem not in ("__init__", "__main__")]
+    # packages too (a folder with an __init__.py), except the exempt ones
+    clashes += [p.parent for p in PACKAGE.rglob("__init__.py") if p.parent.name in well_known
+                and p.parent not in WELL_KNOWN_NAME_EXEMPT]
     assert not clashes
 
 

@@ -1,0 +1,177 @@
+"""Keeping a fitted estimator: pickling (joblib) and portamlp's safe model files.
+
+Pickle: a :class:`~portamlp.Network` holds its backend's array namespace (a module, which
+pickle refuses), so the estimator pickles its network as host arrays plus the backend's name and
+device, and rebuilds it there on unpickling (on NumPy, with a warning, when that backend is not
+usable on the unpickling machine). The optimizer's state travels the same way.
+
+Model files: :meth:`MLPClassifier.save` writes one portamlp model file (``.safetensors`` or
+``.json``) whose network :func:`portamlp.load` reads as usual; the estimator's settings and
+fitted facts (classes, feature names, curves) ride along as JSON, in the safetensors header's
+metadata under the key ``"portamlp.sklearn"`` or in the JSON document under ``"sklearn"``.
+Nothing is ever unpickled from a model file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, to_numpy
+from ..errors import ModelFormatError, PortamlpWarning, warn
+from ..network import Network
+from ..saving import (
+    MAX_FILE_BYTES,
+    atomic_write_bytes,
+    check_save_path,
+    encode_safetensors,
+    format_of,
+    read_safetensors,
+    to_document,
+    to_tensors,
+)
+from ._arrays import backend_for_place, device_spec
+
+__all__ = ["network_state", "network_from_state", "optimizer_state_to_host",
+"encode_classes", "decode_classes", "write_model",
+           "read_estimator_document", "METADATA_KEY", "DOCUMENT_KEY", "FORMAT_NAME",
+           "FORMAT_VERSION"]
+
+#: Where the estimator's document sits in a safetensors header / a JSON model file.
+METADATA_KEY = "portamlp.sklearn"
+DOCUMENT_KEY = "sklearn"
+FORMAT_NAME = "portamlp-sklearn-mlpclassifier"
+FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- pickling
+def network_state(network: Network) -> dict[str, Any]:
+    """A picklable description of ``network``: host arrays and where it lived."""
+    weights, biases = network.host_parameters()
+    return {"weights": [np.array(w) for w in weights], "biases": [np.array(b) for b in biases],
+            "activation": network.activation, "cost": network.cost, "dtype": network.dtype,
+            "backend": network.backend.name, "device": device_spec(network.backend)}
+
+
+def _usable_backend(name: str, device: Any) -> Backend:
+    """The backend a network lived on, or NumPy (with a warning) when it is not usable here."""
+    try:
+        return backend_for_place((name, device))
+    except (ValueError, RuntimeError, ImportError) as exc:
+        reason = " ".join(str(exc).split())
+    warn(PortamlpWarning(f"the estimator's network lived on {name} {device!r}, which is not "
+                         f"usable here ({reason}); it is loaded on NumPy instead"))
+    return backend_for_place(("numpy", None))
+
+
+def network_from_state(state: dict[str, Any]) -> Network:
+    be = _usable_backend(state["backend"], state["device"])
+    return Network.from_arrays(state["weights"], state["biases"], activation=state["activation"],
+                               cost=state["cost"], dtype=state["dtype"], backend=be)
+
+
+def optimizer_state_to_host(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {**state, "arrays": {k: np.array(to_numpy(v)) for k, v in state["arrays"].items()}}
+
+
+
+# ------------------------------------------------------------------------------ classes
+def encode_classes(classes: np.ndarray) -> dict[str, Any]:
+    """``classes_`` as JSON data that :func:`decode_classes` turns back into the same array."""
+    values = classes.tolist()
+    kind = classes.dtype.kind
+    if kind in "iub":
+        return {"kind": "int" if kind != "b" else "bool", "dtype": classes.dtype.str,
+                "values": values}
+    if kind == "f":
+        return {"kind": "float", "dtype": classes.dtype.str, "values": values}
+    if kind == "U":
+        return {"kind": "str", "dtype": classes.dtype.str, "values": values}
+    if kind == "O" and all(isinstance(v, str) for v in values):
+        return {"kind": "object-str", "values": values}
+    if kind == "O" and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           for v in values):
+        return {"kind": "object-number", "values": values}
+    raise TypeError(f"classes_ of dtype {classes.dtype} holding {type(values[0]).__name__} "
+                    "values cannot be written to a model file (only numbers and strings can); "
+                    "save the estimator with joblib instead, or encode the labels as strings")
+
+
+def decode_classes(doc: Any, path: Any) -> np.ndarray:
+    try:
+        kind, values = doc["kind"], doc["values"]
+        if not isinstance(values, list) or not values:
+            raise ValueError("no values")
+        if kind in ("object-str", "object-number"):
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+        return np.asarray(values, dtype=np.dtype(doc["dtype"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: the estimator's 'classes' entry is malformed ({exc})") \
+            from None
+
+
+# ---------------------------------------------------------------------------- model files
+def write_model(network: Network, document: dict[str, Any], path: str | os.PathLike, *,
+                format: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``network`` with the estimator's ``document`` to one model file, atomically."""
+    path = check_save_path(path, format, overwrite=overwrite)
+    text = json.dumps(document)
+    if format_of(path, format) == "safetensors":
+        tensors, metadata = to_tensors(network)
+        metadata[METADATA_KEY] = text
+        data = encode_safetensors(tensors, metadata)
+    else:
+        doc = to_document(network)
+        doc[DOCUMENT_KEY] = json.loads(text)
+        data = json.dumps(doc, separators=(",", ":")).encode()
+    atomic_write_bytes(path, data, overwrite=overwrite)
+    return path
+
+
+def read_estimator_document(path: str | os.PathLike, format: str | None = None,
+                            max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """The estimator's document in a model file written by :func:`write_model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    kind = format or ("safetensors" if path.suffix.lower() == ".safetensors" else "json")
+    if kind == "safetensors":
+        _, metadata = read_safetensors(path, max_bytes)
+        if METADATA_KEY not in metadata:
+            raise ModelFormatError(f"{path}: a portamlp model file, but not a saved "
+                                   "MLPClassifier (no estimator settings in its metadata); load "
+                                   "the network with portamlp.load")
+        try:
+            document = json.loads(metadata[METADATA_KEY])
+        except ValueError:
+            raise ModelFormatError(f"{path}: the estimator's metadata is not valid JSON") \
+                from None
+    else:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ModelFormatError(f"{path}: the file is {size:,} bytes, over the "
+                                   f"{max_bytes:,}-byte limit (pass max_bytes= to allow it)")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFormatError(f"{path}: not a valid JSON model file ({exc})") from None
+        if not isinstance(doc, dict) or DOCUMENT_KEY not in doc:
+            raise ModelFormatError(f"{path}: not a saved MLPClassifier (no {DOCUMENT_KEY!r} "
+                                   "entry); load a plain network with portamlp.load")
+        document = doc[DOCUMENT_KEY]
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise ModelFormatError(f"{path}: the estimator's entry is not a {FORMAT_NAME!r} "
+                               "document")
+    if document.get("version") != FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: estimator format version {document.get('version')!r} "
+                               f"is not supported (this portamlp reads {FORMAT_VERSION}); "
+                               "upgrade portamlp")
+    return document

@@ -1,0 +1,517 @@
+"""portamlp.sklearn.MLPClassifier: scikit-learn's own estimator checks, the mapping of its
+parameters onto portamlp's training, its tools (pipelines, searches, cloning, pickling), model
+files, array API dispatch and bad input."""
+
+import os
+
+# scikit-learn's array API dispatch (and its estimator checks of it) needs SciPy's array API
+# support, switched on by this variable before SciPy is used.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import json  # noqa: E402
+import pickle  # noqa: E402
+import runpy  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("sklearn", reason="scikit-learn is not installed: pip install "
+                                      "\"portamlp[sklearn]\" to test portamlp.sklearn")
+
+import sklearn  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_digits, make_classification  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import (  # noqa: E402
+    GridSearchCV,
+    cross_val_score,
+    train_test_split,
+)
+from sklearn.neural_network import MLPClassifier as SklearnMLP  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import portamlp  # noqa: E402
+from portamlp.sklearn import MLPClassifier  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+# ------------------------------------------------------------- scikit-learn's own checks
+#: Checks that cannot apply, with the reason. Empty: every check scikit-learn yields for this
+#: estimator passes. What does not apply is declared by the estimator's tags instead, and
+#: scikit-learn then runs the matching check of the refusal: ``input_tags.sparse=False``
+#: (sparse input is refused with scikit-learn's "dense data is required" TypeError, checked by
+#: check_estimator_sparse_array/_matrix/_tag) and ``classifier_tags.multi_label=False`` (one
+#: softmax output: the multilabel checks are not yielded). The array API checks for devices
+#: this machine lacks (CUDA, MPS, XPU, CuPy, dpnp) are skipped by scikit-learn with that reason.
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@QUIET
+@parametrize_with_checks([MLPClassifier(max_iter=50, random_state=0)],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_tags_declare_what_does_not_apply():
+    tags = MLPClassifier().__sklearn_tags__()
+    assert tags.input_tags.sparse is False and tags.input_tags.allow_nan is False
+    assert tags.array_api_support is True
+    assert tags.classifier_tags.multi_label is False
+
+
+# ------------------------------------------------------------------------------- data
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float64)
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    x, y = make_classification(n_samples=240, n_features=8, n_informative=5, n_classes=3,
+                               random_state=0)
+    return x, y
+
+
+# ------------------------------------------------------------------ parameters and labels
+def test_defaults_are_scikit_learns():
+    ours, theirs = MLPClassifier().get_params(), SklearnMLP().get_params()
+    for name, value in theirs.items():
+        assert name in ours, f"scikit-learn's parameter {name} is missing"
+        assert ours[name] == value, name
+    extras = set(ours) - set(theirs)
+    assert extras == {"cost", "init", "dtype", "backend", "device", "dropout", "input_dropout",
+                      "max_norm"}
+
+
+@QUIET
+def test_any_labels_and_the_fitted_attributes(blobs):
+    x, y = blobs
+    names = np.array(["cat", "dog", "emu"])[y]
+    est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, learning_rate_init=0.03,
+                        random_state=0).fit(x, names)
+    assert list(est.classes_) == ["cat", "dog", "emu"]
+    assert set(est.predict(x)) <= set(est.classes_)
+    assert est.score(x, names) > 0.8
+    proba = est.predict_proba(x)
+    assert proba.shape == (240, 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(est.classes_[proba.argmax(axis=1)], est.predict(x))
+    assert est.n_features_in_ == 8 and est.n_iter_ == 30 and len(est.loss_curve_) == 30
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
+    assert est.best_loss_ == min(est.loss_curve_)
+    assert [c.shape for c in est.coefs_] == [(8, 16), (16, 3)]
+    assert [b.shape for b in est.intercepts_] == [(16,), (3,)]
+    assert isinstance(est.network_, portamlp.Network) and est.network_.layers == (8, 16, 3)
+    assert est.out_activation_ == "softmax" and est.n_layers_ == 3 and est.t_ == 30 * 240
+    # coefs_ is scikit-learn's layout of the network's weights, and a copy
+    assert np.allclose(est.coefs_[0], portamlp.backend.to_numpy(est.network_.weights[0]).T)
+    est.coefs_[0][...] = 0
+    assert np.abs(est.coefs_[0]).sum() > 0
+
+    sparse_labels = np.array([-5, 7, 100])[y]
+    est.fit(x, sparse_labels)
+    assert list(est.classes_) == [-5, 7, 100] and est.predict(x).dtype == sparse_labels.dtype
+
+
+@QUIET
+def test_dataframes_keep_feature_names(blobs):
+    pd = pytest.importorskip("pandas")
+    x, y = blobs
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)])
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(frame, y)
+    assert list(est.feature_names_in_) == list(frame.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        est.predict(x)
+
+
+@QUIET
+def test_activation_and_solver_mapping_and_refusals(blobs):
+    x, y = blobs
+    for ours, theirs in (("logistic", "sigmoid"), ("tanh", "tanh"), ("relu", "relu")):
+        est = MLPClassifier(hidden_layer_sizes=(4,), activation=ours, max_iter=1).fit(x, y)
+        assert est.network_.activation == theirs
+    with pytest.raises(ValueError, match="identity.*not available.*hidden_layer_sizes=()"):
+        MLPClassifier(activation="identity").fit(x, y)
+    with pytest.raises(ValueError, match="lbfgs.*not available.*solver='adam'"):
+        MLPClassifier(solver="lbfgs").fit(x, y)
+    with pytest.raises(ValueError, match="beta_1=0.5.*leave beta_1 at its default"):
+        MLPClassifier(beta_1=0.5).fit(x, y)
+    with pytest.raises(ValueError, match=r"alpha must be a number in \[0.0, inf\], got -1"):
+        MLPClassifier(alpha=-1).fit(x, y)
+    with pytest.raises(ValueError, match="batch_size must be 'auto' or an int"):
+        MLPClassifier(batch_size="big").fit(x, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(x, y, classes=[0, 1, 2])
+
+
+@QUIET
+def test_linear_model_with_no_hidden_layer(blobs):
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(), max_iter=20, learning_rate_init=0.03,
+                        random_state=0).fit(x, y)
+    assert est.network_.layers == (8, 3) and est.score(x, y) > 0.6
+
+
+# ---------------------------------------------------------- the mapping onto portamlp
+def _one_step(est, x, y, w0, b0, sample_weight=None):
+    """Set both estimators' weights to (w0, b0) (scikit-learn's layout), take one full-batch
+    step, return the new weights."""
+    for i, (w, b) in enumerate(zip(w0, b0)):
+        if isinstance(est, SklearnMLP):
+            est.coefs_[i][...] = w
+            est.intercepts_[i][...] = b
+        else:
+            est.network_.weights[i][...] = w.T
+            est.network_.biases[i][...] = b
+    est.partial_fit(x, y, sample_weight=sample_weight)
+    return est.coefs_, est.intercepts_
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
+def test_alpha_and_sample_weight_step_matches_scikit_learn(blobs, weighted):
+    """One SGD step from the same weights equals scikit-learn's: alpha becomes
+    weight_decay = alpha / (batch * mean(sample_weight)), and weights weigh each loss."""
+    x, y = blobs
+    sw = np.random.default_rng(0).uniform(0.2, 3.0, size=len(y)) if weighted else None
+    settings = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=2.5,
+                    learning_rate_init=0.05, batch_size=len(y), shuffle=False, random_state=0)
+    theirs = SklearnMLP(**settings)
+    ours = MLPClassifier(dtype="float64", **settings)
+    for est in (theirs, ours):
+        est.partial_fit(x, y, sample_weight=sw, classes=[0, 1, 2])
+    rng = np.random.default_rng(1)
+    w0 = [rng.normal(size=(8, 6)), rng.normal(size=(6, 3))]
+    b0 = [rng.normal(size=6), rng.normal(size=3)]
+    w_theirs, b_theirs = _one_step(theirs, x, y, w0, b0, sw)
+    w_ours, b_ours = _one_step(ours, x, y, w0, b0, sw)
+    for a, b in zip(w_theirs + b_theirs, w_ours + b_ours):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    # the loss with scikit-learn's L2 term (ours takes it with the epoch's final weights,
+    # scikit-learn with each batch's weights before its step)
+    assert ours.loss_curve_[-1] == pytest.approx(theirs.loss_curve_[-1], rel=1e-2)
+
+
+def _fit_both(x, y, **settings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return (SklearnMLP(**settings).fit(x, y), MLPClassifier(**settings).fit(x, y))
+
+
+def test_stopping_on_the_training_loss_follows_scikit_learn(blobs):
+    """tol so large that no epoch improves: both stop after n_iter_no_change + 2 epochs."""
+    x, y = blobs
+    theirs, ours = _fit_both(x, y, hidden_layer_sizes=(4,), tol=1e9, n_iter_no_change=3,
+                             max_iter=50, random_state=0)
+    assert ours.n_iter_ == theirs.n_iter_ == 5
+    assert ours.best_loss_ == min(ours.loss_curve_)
+
+
+def test_adaptive_rate_divides_by_5_then_stops_like_scikit_learn(blobs):
+    x, y = blobs
+    theirs, ours = _fit_both(x, y, hidden_layer_sizes=(4,), solver="sgd",
+                             learning_rate="adaptive", tol=1e9, n_iter_no_change=1,
+                             max_iter=100, random_state=0)
+    assert ours.n_iter_ == theirs.n_iter_ < 100
+    assert ours._schedule.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+
+
+def test_invscaling_rate_follows_the_samples_seen(blobs):
+    x, y = blobs
+    theirs, ours = _fit_both(x, y, hidden_layer_sizes=(4,), solver="sgd",
+                             learning_rate="invscaling", learning_rate_init=0.5, power_t=0.5,
+                             max_iter=4, random_state=0)
+    assert ours.t_ == theirs.t_ == 4 * 240
+    assert ours._schedule.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+    assert ours._schedule.learning_rate == pytest.approx(0.5 / (4 * 240 + 1) ** 0.5)
+
+
+def test_early_stopping_keeps_the_best_epoch(digits):
+    x, y, xt, yt = digits
+    est = MLPClassifier(hidden_layer_sizes=(32,), early_stopping=True, n_iter_no_change=3,
+                        tol=0.05, max_iter=100, random_state=0).fit(x, y)
+    assert est.n_iter_ < 100 and est.best_loss_ is None
+    assert len(est.validation_scores_) == est.n_iter_ == len(est.loss_curve_)
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    # the held-out tenth (stratified, as scikit-learn draws it from random_state after the
+    # initial weights' seed) scores the restored best network as recorded
+    rs = np.random.RandomState(0)
+    rs.randint(np.iinfo(np.int32).max)
+    _, val_rows = train_test_split(np.arange(len(y)), random_state=rs, test_size=0.1,
+                                   stratify=y)
+    assert len(val_rows) == 120
+    assert est.score(x[val_rows], y[val_rows]) == est.best_validation_score_
+    with pytest.raises(ValueError, match="test_size"):  # scikit-learn's split refuses it
+        MLPClassifier(early_stopping=True, validation_fraction=0.01).fit(x[:30], y[:30] % 2)
+
+
+@QUIET
+def test_epochs_match_scikit_learn_when_no_stopping_can_trigger(blobs):
+    """The benchmark's setting: n_iter_no_change = max_iter makes both run every epoch."""
+    x, y = blobs
+    theirs, ours = _fit_both(x, y, hidden_layer_sizes=(4,), max_iter=12, n_iter_no_change=12,
+                             tol=0.0, random_state=0)
+    assert ours.n_iter_ == theirs.n_iter_ == 12
+
+
+def test_convergence_warning_as_scikit_learn(blobs):
+    x, y = blobs
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(2\) reached"):
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(x, y)
+
+
+def test_verbose_prints_like_scikit_learn(blobs, capsys):
+    x, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, verbose=True).fit(x, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+
+
+# --------------------------------------------------------------- partial_fit, warm start
+def test_partial_fit_continues_network_and_optimizer(blobs):
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, shuffle=False)
+    est.partial_fit(x[:120], y[:120], classes=[0, 1, 2])
+    network = est.network_
+    state = est._optimizer_state
+    assert state["optimizer"] == "adam" and state["scalars"]["t"] == 1
+    est.partial_fit(x[120:], y[120:])
+    assert est.network_ is network and est._optimizer_state["scalars"]["t"] == 2
+    assert est.t_ == 240 and len(est.loss_curve_) == 2 and est.n_iter_ == 1
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not in classes_"):
+        est.partial_fit(x[:3], [0, 1, 7])
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        MLPClassifier().partial_fit(x, y)
+    with pytest.raises(ValueError, match="X has 7 features, but MLPClassifier is expecting 8"):
+        est.partial_fit(x[:, :7], y)
+
+
+@QUIET
+def test_warm_start_continues_the_weights_with_a_fresh_optimizer(blobs):
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, warm_start=True, random_state=0)
+    est.fit(x, y)
+    network = est.network_
+    est.fit(x, y)
+    assert est.network_ is network and len(est.loss_curve_) == 6 and est.n_iter_ == 3
+    assert est._optimizer_state["scalars"]["t"] == 3 * 2  # 2 batches an epoch, fresh Adam
+    with pytest.raises(ValueError, match="same classes as in the previous call"):
+        est.fit(x, y % 2)
+    est.set_params(hidden_layer_sizes=(9,))
+    with pytest.raises(ValueError, match="warm_start and partial_fit continue the same network"):
+        est.fit(x, y)
+    est.set_params(warm_start=False)
+    assert est.fit(x, y).network_.layers == (8, 9, 3)
+
+
+# ------------------------------------------------------------------- bad input
+@QUIET
+def test_bad_input_gets_scikit_learns_errors(blobs):
+    x, y = blobs
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        MLPClassifier().fit(bad, y)
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        MLPClassifier().fit(x[:, 0], y)
+    with pytest.raises(ValueError, match="only one class"):
+        MLPClassifier().fit(x, np.zeros(len(y)))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        MLPClassifier().fit(x, np.linspace(0, 1, len(y)))
+    with pytest.raises(ValueError, match="multilabel-indicator.*one softmax output"):
+        MLPClassifier().fit(x, np.eye(3, dtype=int)[y] | np.eye(3, dtype=int)[y[::-1]])
+    with pytest.raises(NotFittedError):
+        MLPClassifier().predict(x)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(x, y)
+    with pytest.raises(ValueError, match="X has 7 features, but MLPClassifier is expecting 8"):
+        est.predict(x[:, :7])
+    with pytest.raises(ValueError, match="Reshape your data"):
+        est.predict(x[0])
+
+
+def test_sparse_input_is_refused_clearly(blobs):
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    x, y = blobs
+    with pytest.raises(TypeError, match=r"dense data is required.*toarray"):
+        MLPClassifier().fit(scipy_sparse.csr_matrix(x), y)
+
+
+def test_sample_weight_checks(blobs):
+    x, y = blobs
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        MLPClassifier().fit(x, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="negative"):
+        MLPClassifier().fit(x, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(3,\), expected \(240,\)"):
+        MLPClassifier().fit(x, y, sample_weight=np.ones(3))
+
+
+# ------------------------------------------------------------------- tools
+@pytest.mark.slow
+def test_pipeline_grid_search_with_two_jobs_and_cross_validation(digits):
+    x, y, xt, yt = digits
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=20, learning_rate_init=0.01,
+                                                         random_state=0))
+    search = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(16,), (48,)],
+                                 "mlpclassifier__alpha": [1e-4, 1e-2]}, cv=2, n_jobs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x, y)
+        scores = cross_val_score(clone(pipe), x, y, cv=3)
+    assert search.best_score_ > 0.85 and search.score(xt, yt) > 0.85
+    assert len(scores) == 3 and scores.min() > 0.85
+
+
+@QUIET
+def test_clone_and_pickle(blobs, tmp_path):
+    joblib = pytest.importorskip("joblib")
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(x, y)
+    copy = clone(est)
+    assert not hasattr(copy, "network_") and copy.get_params() == est.get_params()
+    joblib.dump(est, tmp_path / "est.joblib")
+    back = joblib.load(tmp_path / "est.joblib")
+    np.testing.assert_array_equal(back.predict_proba(x), est.predict_proba(x))
+    back.partial_fit(x, y)  # the optimizer state came along
+    assert back._optimizer_state["scalars"]["t"] == est._optimizer_state["scalars"]["t"] + 2
+
+
+# ----------------------------------------------------------------- model files
+@QUIET
+@pytest.mark.parametrize("suffix", [".safetensors", ".json"])
+def test_save_and_load_keep_classes_and_settings(blobs, tmp_path, suffix):
+    x, y = blobs
+    labels = np.array(["a", "b", "c"])[y]
+    est = MLPClassifier(hidden_layer_sizes=(8, 5), activation="tanh", alpha=0.01,
+                        max_iter=4, random_state=3).fit(x, labels)
+    path = tmp_path / f"model{suffix}"
+    est.save(path)
+    with pytest.raises(FileExistsError):
+        est.save(path)
+    back = MLPClassifier.load(path)
+    assert back.get_params() == est.get_params()
+    assert list(back.classes_) == ["a", "b", "c"] and back.n_features_in_ == 8
+    assert back.loss_curve_ == pytest.approx(est.loss_curve_) and back.n_iter_ == 4
+    np.testing.assert_allclose(back.predict_proba(x), est.predict_proba(x), rtol=1e-6)
+    assert (back.predict(x) == est.predict(x)).all()
+    # the file is also an ordinary portamlp model file
+    assert portamlp.load(path).layers == (8, 8, 5, 3)
+    # no pickle inside: a JSON model holds the estimator as plain data
+    if suffix == ".json":
+        doc = json.loads(path.read_text())
+        assert doc["sklearn"]["classes"]["values"] == ["a", "b", "c"]
+    back.partial_fit(x[:10], labels[:10])  # continues (with fresh optimizer moments)
+
+
+def test_load_refuses_a_plain_network_file(blobs, tmp_path):
+    x, y = blobs
+    net = portamlp.train(x=x, y=y, epochs=1, progress=False).network
+    net.save(tmp_path / "net.safetensors")
+    with pytest.raises(portamlp.ModelFormatError, match="not a saved MLPClassifier"):
+        MLPClassifier.load(tmp_path / "net.safetensors")
+
+
+# ------------------------------------------------------------- array API dispatch
+def test_array_api_dispatch_trains_where_the_data_lives(blobs):
+    xp = pytest.importorskip("array_api_strict")
+    x, y = blobs
+    device = xp.Device("device1")
+    X = xp.asarray(x, device=device)
+    Y = xp.asarray(y, device=device)
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.03,
+                        random_state=0)
+    with warnings.catch_warnings(), sklearn.config_context(array_api_dispatch=True):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, Y)
+        assert est.network_.backend.name == "array_api_strict"
+        assert est.network_.backend.device == device
+        predicted = est.predict(X)
+        proba = est.predict_proba(X)
+        assert isinstance(predicted, type(X)) and predicted.device == device
+        assert isinstance(proba, type(X)) and proba.device == device
+        assert est.score(X, Y) > 0.7
+        with pytest.raises(ValueError, match=r"MLPClassifier.predict\(\) must use the same "
+                                             "namespace"):
+            est.predict(x)
+    # without dispatch: NumPy in, NumPy out, as scikit-learn does
+    assert isinstance(est.predict(x), np.ndarray)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = clone(est).fit(x, y)
+    assert plain.network_.backend.name == "numpy"
+    # the same run on either library (one seed, one initialisation, one order)
+    np.testing.assert_allclose(plain.coefs_[0], est.coefs_[0], rtol=1e-12)
+
+
+@QUIET
+def test_pickle_keeps_the_backend(blobs):
+    pytest.importorskip("array_api_strict")
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, backend="array_api_strict",
+                        device="device1", random_state=0).fit(x, y)
+    back = pickle.loads(pickle.dumps(est))
+    assert back.network_.backend.name == "array_api_strict"
+    assert back.network_.backend.device == est.network_.backend.device
+    np.testing.assert_allclose(back.predict_proba(x), est.predict_proba(x))
+
+
+@QUIET
+def test_unpickling_where_the_backend_is_missing_falls_back_to_numpy(blobs):
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(x, y)
+    state = est.__getstate__()
+    state["network_"] = dict(state["network_"], backend="array_api_strict", device="device9")
+    back = MLPClassifier.__new__(MLPClassifier)
+    with pytest.warns(portamlp.PortamlpWarning, match="device9.*not usable here.*on NumPy"):
+        back.__setstate__(state)
+    assert back.network_.backend.name == "numpy"
+    np.testing.assert_array_equal(back.predict(x), est.predict(x))
+
+
+# -------------------------------------------------------------- proofs
+def test_importing_portamlp_imports_no_scikit_learn():
+    code = "import sys, portamlp; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_example_pipeline_grid_searches_digits(capsys):
+    main = runpy.run_path(str(ROOT / "examples" / "sklearn_pipeline.py"))["main"]
+    search, accuracy = main(max_iter=10, n_jobs=1,
+                            grid={"mlpclassifier__hidden_layer_sizes": [(16,), (32,)]})
+    out = capsys.readouterr().out
+    assert "best parameters" in out and "test accuracy" in out
+    assert accuracy > 0.85 and len(search.cv_results_["params"]) == 2
+
+
+@pytest.mark.slow
+def test_benchmark_quick_mode_reports_both_estimators(tmp_path):
+    out_file = tmp_path / "sklearn_compare.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "sklearn_compare.py"), "--quick",
+                           "--output", str(out_file)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| data set |" in proc.stdout and "portamlp" in proc.stdout
+    report = json.loads(out_file.read_text())
+    assert report["quick"] is True and report["machine"]
+    assert {r["dataset"] for r in report["rows"]} == {"mnist", "digits"}
+    for row in report["rows"]:
+        for name in ("portamlp", "scikit-learn", "scikit-learn, portamlp's BLAS threads"):
+            result = row[name]
+            assert len(result["runs"]) == len(report["seeds"])
+            assert all(r["n_iter"] == row["settings"]["max_iter"] for r in result["runs"])
+            assert result["fit_seconds"] > 0 and 0.0 <= result["test_accuracy"] <= 1.0
+        assert row["speedup"] > 0 and row["speedup_same_threads"] > 0
+        assert len(row["load_average_before"]) == 3
