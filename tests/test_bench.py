@@ -118,6 +118,7 @@ def test_gpu_check_reports_what_it_could_do(tmp_path):
         assert "no GPU: skipped" in text
 
 
+@pytest.mark.slow
 def test_dropout_benchmark_compares_against_numpys_generator(tmp_path):
     out_file = tmp_path / "dropout.json"
     out = _run("dropout.py", "--quick", "--output", str(out_file))

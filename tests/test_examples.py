@@ -74,6 +74,7 @@ def test_accuracy_benchmark_quick_run(tmp_path):
     assert row["published"] == [0.889, 1691]
 
 
+@pytest.mark.slow
 def test_accuracy_benchmark_reads_the_recipes_from_their_files(tmp_path):
     out = tmp_path / "acc.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--quick",

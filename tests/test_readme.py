@@ -47,7 +47,13 @@ def test_command_line_section_runs_in_order(tmp_path):
     assert (tmp_path / "figures" / "confusion.png").is_file()
 
 
-@pytest.mark.parametrize("index", [i for i, (lang, _) in enumerate(BLOCKS) if lang == "python"])
+#: Blocks that start other processes (MPI ranks, a Dask cluster, a grid search's workers).
+_SLOW_BLOCKS = ('distributed="mpi"', "LocalCluster", "GridSearchCV")
+
+
+@pytest.mark.parametrize("index", [
+    pytest.param(i, marks=[pytest.mark.slow] if any(k in code for k in _SLOW_BLOCKS) else [])
+    for i, (lang, code) in enumerate(BLOCKS) if lang == "python"])
 def test_python_blocks_run(index, tmp_path, monkeypatch):
     code = BLOCKS[index][1]
     real_train = portamlp.train

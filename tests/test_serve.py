@@ -380,6 +380,7 @@ def test_command_errors_are_one_line(model, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------- benchmark
+@pytest.mark.slow
 def test_latency_benchmark_reports_its_figures(tmp_path):
     out_file = tmp_path / "serve_latency.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "serve_latency.py"),
