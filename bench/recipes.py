@@ -45,6 +45,9 @@ CANDIDATES = {
         "probe: 1024x2 dropout 0.3/0.1, adam 0.001, 25 epochs": dict(
             WIDE, dropout=0.3, input_dropout=0.1, optimizer="adam", momentum=0.0,
             learning_rate=1e-3, epochs=25),
+        "wide: 2048x2 dropout, adam 0.001, 25 epochs": dict(WIDE, layers=(784, 2048, 2048, 10),
+                                                            optimizer="adam", momentum=0.0,
+                                                            learning_rate=1e-3, epochs=25),
         "long: 1024x2 dropout, adam 0.001, 75 epochs": dict(WIDE, optimizer="adam",
                                                             momentum=0.0, learning_rate=1e-3,
                                                             epochs=75),

@@ -129,8 +129,7 @@ class TrainConfig:
     test_length: int | None = option(None, "test rows used", _rows, kind="int",
                                      default_text="all (10,000)")
     batch_size: int = option(10, "mini-batch size", _positive_int, kind="int")
-    epochs: int = option(5, "passes over the training data",
-                         lambda n, v: check_int(n, v, minimum=0), kind="int")
+    epochs: int = option(5, "passes over the training data", _positive_int, kind="int")
     learning_rate: float = option(3.0, "step size η (try 0.05 with cross-entropy and momentum)",
                                   lambda n, v: check_float(n, v, above=0.0), kind="float")
     learning_rate_schedule: Any = option(

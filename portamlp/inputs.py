@@ -14,7 +14,7 @@ import numpy as np
 
 from .backend import Backend, to_numpy
 
-__all__ = ["as_features", "as_labels", "host_numeric", "host_labels"]
+__all__ = ["as_features", "as_labels", "host_numeric", "host_labels", "label_range"]
 
 
 def host_numeric(a: Any, what: str) -> np.ndarray:
@@ -139,3 +139,12 @@ def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | N
         raise ValueError(f"{what} must hold class indices in [0, {n_classes - 1}] for "
                          f"{n_classes} output units, found values in [{lo}, {hi}]; {fix}")
     return arr
+
+
+def label_range(y: Any) -> tuple[int, int]:
+    """``(largest label, number of distinct labels)`` of class labels (checked as by
+    :func:`host_labels`); ``(1, 0)`` for no labels."""
+    labels = host_labels(y)
+    if not labels.size:
+        return 1, 0
+    return int(labels.max()), len(np.unique(labels))

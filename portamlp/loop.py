@@ -70,6 +70,31 @@ def stop_on_signals(enabled: bool):
             signal.signal(sig, old)
 
 
+class _DeadClasses:
+    """Warns about output classes the network never predicts on the validation set (saturated
+    sigmoid outputs), once they have stayed dead for 3 epochs or at the end of the run, not for
+    a first epoch the run recovers from."""
+
+    PATIENCE = 3
+
+    def __init__(self) -> None:
+        self.previous: list[int] = []
+        self.streak = 0
+        self.warned: list[int] = []
+
+    def see(self, record: EpochRecord, last: bool) -> None:
+        classes = record.never_predicted
+        same = bool(classes) and classes == self.previous
+        self.streak = self.streak + 1 if same else (1 if classes else 0)
+        self.previous = classes
+        if classes and classes != self.warned and (self.streak >= self.PATIENCE or last):
+            self.warned = classes
+            warn(PortamlpWarning(
+                f"after epoch {record.epoch} the network never predicts class(es) {classes} "
+                "on the validation set (saturated outputs); try {options}",
+                options={"init": "scaled", "cost": "cross_entropy"}))
+
+
 class Trainer:
     """One training run's loop state (a class only to keep the loop's pieces small).
 
@@ -115,7 +140,7 @@ class Trainer:
         """Run from ``position`` to the last epoch; return ``(history, stopped_early)``."""
         cfg = self.cfg
         self.history = list(position.history)
-        warned: list[int] = []
+        dead = _DeadClasses()
         stopped = False
         # Several ranks must stop at the same step: they always hear signals this way.
         with stop_on_signals(self.checkpoint is not None or self.comm.size > 1) as received:
@@ -130,12 +155,7 @@ class Trainer:
                     if self.checkpoint is not None:
                         self._save(RunPosition(epoch + 1, 0, 0.0, 0.0, self.history,
                                                rng_state(self.rng)))
-                    if record.never_predicted and record.never_predicted != warned:
-                        warned = record.never_predicted
-                        warn(PortamlpWarning(
-                            f"after epoch {epoch} the network never predicts class(es) {warned} "
-                            "on the validation set (saturated outputs); try {options}",
-                            options={"init": "scaled", "cost": "cross_entropy"}))
+                    dead.see(record, last=epoch == cfg.epochs)
                     asked = [cb(record, self.net) for cb in self.callbacks]  # every one runs
                     signalled = self._agreed_signal(received[0])
                     if signalled is not None:  # a signal after the epoch's last mini-batch
@@ -148,6 +168,8 @@ class Trainer:
                 if isinstance(exc, TrainingInterrupted) and exc.network is not None:
                     raise
                 raise self._interrupted(None, getattr(exc, "signum", None)) from None
+        if self.history:
+            dead.see(self.history[-1], last=True)
         if self.stopper is not None:
             self.stopper.restore(self.net.parameters())
         return self.history, stopped

@@ -79,8 +79,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     directory = path.parent if str(path.parent) else Path(".")
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, mode)  # mkstemp makes 0600; a saved model is shared like any file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -100,6 +102,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _file_mode(path: Path) -> int:
+    """The permissions a new file gets here (0666 less the umask), or the replaced file's."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        pass
+    try:  # Linux says the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
 
 
 def format_of(path: Path, format: str | None = None) -> str:

@@ -31,7 +31,7 @@ from .config import (
 from .distributed import Communicator, communicator
 from .errors import DivergenceError, TrainingInterrupted, warn
 from .host import fresh_seed, make_rng, rng_state, set_rng_state
-from .inputs import host_labels, host_numeric
+from .inputs import host_numeric, label_range
 from .loop import Trainer
 from .network import Network
 from .optim import make_optimizer
@@ -392,18 +392,19 @@ def _choose_backend(backend, device, network: Network | None, x) -> Backend:
 
 
 def _infer_layers(x, y, be: Backend) -> tuple[int, ...]:
-    """``(n_features, DEFAULT_HIDDEN, n_classes)`` for your own data."""
+    """``(n_features, DEFAULT_HIDDEN, n_classes)`` for your own data, ``n_classes`` the largest
+    label + 1 (labels are checked first: strings get the message that says how to map them)."""
     shape = getattr(x, "shape", None)
     if shape is None:
         shape = host_numeric(x, "x").shape
     if len(shape) != 2:
         raise ValueError(f"x must have shape (n_samples, n_features), got shape {tuple(shape)}; "
                          "or pass layers= explicitly")
-    if hasattr(y, "shape") and be.same_device(y):
-        top = int(be.xp.max(y)) if y.shape[0] else 1
-    else:
-        labels = host_labels(y)
-        top = int(labels.max()) if labels.size else 1
+    top, distinct = label_range(y)
+    if top + 1 > max(2, distinct):
+        warn(f"y holds {distinct} distinct labels but the largest is {top}: the network gets "
+             f"{top + 1} output units, one per index 0..{top}; map your labels to "
+             f"0..{distinct - 1} (numpy.unique(y, return_inverse=True)) or pass layers=")
     return (int(shape[1]), DEFAULT_HIDDEN, max(2, top + 1))
 
 

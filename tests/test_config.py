@@ -91,7 +91,7 @@ def test_every_option_is_validated_by_its_declaration():
 ])
 def test_names_are_exact_and_near_misses_get_a_suggestion(option, value, hint):
     with pytest.raises(ValueError, match=hint):
-        portamlp.train(**{option: value}, epochs=0)
+        portamlp.train(**{option: value}, epochs=1)
 
 
 def test_network_initialize_follows_the_same_rule_as_train():

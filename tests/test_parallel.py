@@ -163,7 +163,7 @@ def test_one_process_by_default_and_clear_errors():
     assert SINGLE_PROCESS.shard == (0, 1) and SINGLE_PROCESS.is_root
     assert SINGLE_PROCESS.gradient_exchange([], None) is None
     with pytest.raises(ValueError, match=r"distributed must be None .* \['mpi'\], got 'nccl'"):
-        portamlp.train(distributed="nccl", epochs=0)
+        portamlp.train(distributed="nccl", epochs=1)
 
 
 def test_import_portamlp_imports_neither_mpi4py_nor_dask():

@@ -76,7 +76,7 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
         pytest.importorskip("safetensors")
     if "fashion-mnist" in code or "read_idx" in code:
         _fake_fashion(tmp_path, monkeypatch)
-    exec(compile(code, f"README block {index}", "exec"), {"__name__": "readme"})
+    exec(compile(code, f"README block {index}", "exec"), {"__name__": "__main__"})
 
 
 def _run_under_mpiexec(code: str, tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def _run_under_mpiexec(code: str, tmp_path: Path) -> None:
         "real = portamlp.train\n"
         f"portamlp.train = lambda **kw: real(**{{**kw, **{SMALL!r}}})\n"
         "exec(compile(open('block.py').read(), 'README block', 'exec'), "
-        "{'__name__': 'readme'})\n")
+        "{'__name__': '__main__'})\n")
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "wrapper.py"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

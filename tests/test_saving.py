@@ -281,3 +281,21 @@ def test_files_of_the_first_safetensors_writer_still_load(tmp_path):
     assert net.layers == (3, 2, 2) and net.preprocessing is None
     for got, want in zip(net.weights + net.biases, weights + biases):
         np.testing.assert_array_equal(got, want)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    net = Network.initialize((4, 3), seed=0, backend="numpy")
+    old = os.umask(0o022)
+    try:
+        net.save(tmp_path / "a.json")
+        net.save(tmp_path / "a.safetensors")
+    finally:
+        os.umask(old)
+    for name in ("a.json", "a.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    os.chmod(tmp_path / "a.json", 0o600)  # replacing a file keeps its permissions
+    net.save(tmp_path / "a.json", overwrite=True)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o600

@@ -307,3 +307,26 @@ def test_given_network_accepts_its_own_backend_and_device(mnist_small):
         portamlp.train(x=x, y=y, network=net, backend="numpy", epochs=1)
     with pytest.raises(ValueError, match="lives on array_api_strict.*network.to"):
         portamlp.train(x=x, y=y, network=net, device="device2", epochs=1)
+
+
+def test_dead_classes_are_reported_when_they_stay_dead_not_for_one_epoch():
+    from portamlp.config import EpochRecord
+    from portamlp.loop import _DeadClasses
+
+    def records(*dead):
+        return [EpochRecord(epoch=i + 1, seconds=0.0, train_loss=0.0, never_predicted=d)
+                for i, d in enumerate(dead)]
+
+    def warnings_for(*dead):
+        watcher = _DeadClasses()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = records(*dead)
+            for r in history:
+                watcher.see(r, last=r is history[-1])
+        return [str(w.message) for w in caught]
+
+    assert warnings_for([3], [], [], []) == []  # epoch 1 only, and the run recovered
+    assert len(warnings_for([3], [3], [3], [3], [3])) == 1  # once, after 3 epochs
+    assert "after epoch 3 " in warnings_for([3], [3], [3], [3])[0]
+    assert "after epoch 2 " in warnings_for([], [5])[0]  # still dead at the end

@@ -339,3 +339,25 @@ def test_readme_saves_with_overwrite_where_it_means_it():
     assert calls
     for call in calls:
         assert "overwrite=True" in call, call
+
+
+def test_command_line_errors_speak_in_flags(tmp_path):
+    proc = run("train", "--optimiser", "adam", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "did you mean '--optimizer'?" in proc.stderr and "portamlp train --help" in proc.stderr
+    proc = run("train", "--momentum", "1.5", cwd=tmp_path, check=False)
+    assert "--momentum 1.5 must be >= 0.0 and < 1.0" in proc.stderr and "momentum=" not in \
+        proc.stderr
+    proc = run("evaluate", "m.json", "--lenght", "3", cwd=tmp_path, check=False)
+    assert "did you mean '--length'?" in proc.stderr and "portamlp evaluate --help" in \
+        proc.stderr
+
+
+def test_plots_without_matplotlib_fail_before_making_the_folder(tmp_path, monkeypatch):
+    from portamlp.cli import main
+
+    Network.initialize((784, 10), seed=0, backend="numpy").save(tmp_path / "net.json")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["evaluate", "net.json", "--plot", "figures", "--length", "10"]) == 2
+    assert not (tmp_path / "figures").exists()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
+
+from ..checks import suggestion
 
 __all__ = ["CLIError", "Parser", "add_common", "EXIT_FAILED", "EXIT_USAGE"]
 
@@ -15,10 +18,27 @@ class CLIError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (the full usage is one ``--help`` away)."""
+    """argparse with one-line usage errors: a near miss of a flag gets a suggestion, and the
+    full usage of the command at hand is one ``--help`` away."""
+
+    #: Set by ``main`` before parsing: the command line's subcommand, for the hint.
+    command: str | None = None
+    #: Set by ``build_parser``: the subcommands' parsers, by name.
+    subcommands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        prog = self.prog
+        sub = self._subcommand_parser()
+        if sub is not None:
+            prog = sub.prog
+            unknown = re.findall(r"(--?[\w-]+)", message.split(":", 1)[-1]) \
+                if message.startswith("unrecognized arguments") else []
+            flags = re.findall(r"--[\w-]+", sub.format_help())
+            message += "".join(suggestion(u, flags) for u in unknown)
+        self.exit(EXIT_USAGE, f"{prog}: error: {message} (see {prog} --help)\n")
+
+    def _subcommand_parser(self) -> argparse.ArgumentParser | None:
+        return self.subcommands.get(self.command) if self.command else None
 
 
 def add_common(p) -> None:

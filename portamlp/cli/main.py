@@ -16,7 +16,6 @@ missing or malformed file, a missing extra); 130 or 143 when SIGINT or SIGTERM s
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -31,7 +30,7 @@ __all__ = ["build_parser", "main", "exit_status"]
 EXIT_BROKEN_PIPE = 141
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The ``portamlp`` parser with its subcommands."""
     parser = Parser(
         prog="portamlp",
@@ -44,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_parser(sub)
     tools.add_parsers(sub)
     serve.add_parser(sub)
+    parser.subcommands = dict(sub.choices)
     return parser
 
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["train"] + argv
+    parser.command = argv[0] if argv else None
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         message = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
+        if args.command == "train" and isinstance(exc, (ValueError, TypeError)):
+            message = training.in_flag_terms(message)
         if not isinstance(exc, _USAGE_ERRORS + (OSError,)):
             message = f"{type(exc).__name__}: {message}"
         print(f"portamlp: error: {message}", file=sys.stderr)

@@ -11,15 +11,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_confusion", "plot_misclassified"]
+__all__ = ["plot_history", "plot_confusion", "plot_misclassified", "require_matplotlib"]
+
+
+def require_matplotlib() -> None:
+    """Raise the ImportError that says what to install, before any work, if matplotlib is
+    missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError('plotting needs matplotlib: pip install "portamlp[plot]"') from None
 
 
 def _figure(*args, **kwargs):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError('plotting needs matplotlib: pip install "portamlp[plot]"') from None
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(*args, **kwargs)
     FigureCanvasAgg(fig)
     return fig

@@ -109,6 +109,10 @@ def cmd_evaluate(args) -> int:
     from ..backend import to_numpy
     from ..datasets import load
 
+    if args.plot:
+        from .plots import require_matplotlib
+
+        require_matplotlib()  # before any work, and before making the folder
     net = _load_model(args)
     dataset = _dataset(args)
     prep = preprocessing_for(args.model, net, dataset, args.scale)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from ..errors import TrainingInterrupted
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, add_common
 from .records import run_record_path, write_run_record
 
-__all__ = ["add_parser", "cmd_train", "read_config", "flag_name"]
+__all__ = ["add_parser", "cmd_train", "read_config", "flag_name", "in_flag_terms"]
 
 EPILOG = """examples:
   portamlp train                                   Nielsen's 784-30-10 network, 5 epochs
@@ -49,6 +50,13 @@ _METAVARS = {"int": "N", "float": "X", "str": "NAME", "layers": "SIZES", "scale"
 def flag_name(option: str) -> str:
     """``learning_rate`` -> ``--learning-rate``."""
     return "--" + option.replace("_", "-")
+
+
+def in_flag_terms(message: str) -> str:
+    """A library message in command-line terms: ``momentum=1.5`` -> ``--momentum 1.5``."""
+    names = sorted((name for name, *_ in cli_options()), key=len, reverse=True)
+    pattern = r"(?<![\w.-])(" + "|".join(names) + r")=(?!=)"
+    return re.sub(pattern, lambda m: flag_name(m.group(1)) + " ", message)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
