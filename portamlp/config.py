@@ -32,6 +32,7 @@ from .checks import (
     check_layers,
 )
 from .datasets.scaling import SCALES, check_scale
+from .fast import FAST_PATH_MODES
 from .host import INITS
 from .losses import COSTS
 from .optim import OPTIMIZERS
@@ -197,6 +198,9 @@ class TrainConfig:
                               default_text="fresh entropy, recorded in the result")
     threads: int | None = option(None, "BLAS threads on the CPU", _threads, kind="int",
                                  default_text="1 for small products, else the idle cores")
+    fast_path: str = option("auto", "CuPy's fused training step, K steps per CUDA graph: auto "
+                            "uses it where it applies, on insists, off keeps the portable step",
+                            _choice(FAST_PATH_MODES), kind="str", choices=FAST_PATH_MODES)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from . import fast
 from .backend import memory_phase
 from .checkpoint import checkpoint_path, save_checkpoint
 from .config import EpochRecord, RunPosition, TrainConfig
@@ -126,6 +129,14 @@ class Trainer:
             be = net.backend
             self.dropout = Dropout(be.xp, be.device, net.layers, cfg.dropout, cfg.input_dropout,
                                    cfg.seed or 0, net.weights[0].dtype)
+        reasons = fast.blockers(backend=net.backend.name, layers=net.layers,
+                                batch_size=cfg.batch_size, dropout=cfg.dropout,
+                                input_dropout=cfg.input_dropout, max_norm=cfg.max_norm,
+                                sample_weight=data.train.weights is not None,
+                                processes=comm.size)
+        #: the fast CuPy step (see portamlp.fast), or None for the portable one
+        self.fast = fast.new_fast_epoch(net, opt, data.train, cfg) \
+            if fast.wanted(cfg.fast_path, reasons) else None
 
     def load_state(self, extra: dict[str, Any], arrays: dict[str, Any]) -> None:
         """Restore the schedule's and early stopping's state from a checkpoint."""
@@ -195,59 +206,97 @@ class Trainer:
     def _epoch(self, epoch: int, position: RunPosition, received) -> EpochRecord:
         cfg, net = self.cfg, self.net
         first_batch = position.batch if epoch == position.epoch else 0
-        carried_loss = position.loss_sum if first_batch else 0.0
-        carried_seconds = position.seconds if first_batch else 0.0
+        carried = (position.loss_sum, position.seconds) if first_batch else (0.0, 0.0)
         state_at_start = rng_state(self.rng)  # resuming replays this epoch's permutation
         bar = progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
+        start = time.perf_counter()
+        steps = self._portable_epoch if self.fast is None else self._fast_epoch
+        try:
+            with memory_phase("a training step", net.backend, self._step_advice(),
+                              self._step_bytes()):
+                losses = steps(epoch, first_batch, received, bar, carried, start, state_at_start)
+        finally:
+            if bar is not None:
+                bar.close()
+        total, validation = self._epoch_summary(epoch, first_batch, losses)
+        record = EpochRecord(epoch=epoch, seconds=0.0,
+                             train_loss=(carried[0] + total) / len(self.data.train),
+                             learning_rate=self.opt.learning_rate)
+        if validation is not None:
+            (record.validation_accuracy, record.validation_loss,
+             record.never_predicted) = validation
+        record.seconds = carried[1] + time.perf_counter() - start
+        return record
+
+    def _portable_epoch(self, epoch, first_batch, received, bar, carried, start,
+                        state_at_start) -> list:
+        """The epoch's steps by the portable Array-API step; returns their raw losses (0-d
+        device arrays)."""
+        cfg, net = self.cfg, self.net
         every = max(1, self.n_batches // 100)
         backprop, step, dropout = net.backprop, self.opt.step, self.dropout
         max_norm, xp, exchange = cfg.max_norm, net.xp, self.exchange
         rank, size = self.comm.shard
         first_step = (epoch - 1) * self.n_batches
         n_rows = len(self.data.train)
-        start = time.perf_counter()
-        losses: list[Any] = []
         batches = self.data.train.batches(cfg.batch_size, self.rng if cfg.shuffle else None,
                                           shard=(rank, size))
         if first_batch:  # resuming mid-epoch: same permutation, skip the batches already done
             batches = itertools.islice(batches, first_batch, None)
-        try:
-            with memory_phase("a training step", net.backend, self._step_advice(),
-                              self._step_bytes()):
-                for i, (xb, tb, wb) in enumerate(batches, start=first_batch):
-                    rows = min(cfg.batch_size, n_rows - i * cfg.batch_size)  # all ranks' rows
-                    masks = None if dropout is None else \
-                        dropout.for_step(first_step + i, xb.shape[0], rank * rows // size)
-                    loss, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
-                    if exchange is None:
-                        signalled = None if received[0] is None else (0, received[0])
-                    else:  # the sums over all ranks' shares: the global batch's
-                        loss, grads, signalled = exchange.reduce(loss, grads, received[0])
-                    losses.append(loss)
-                    step(grads, 1.0 / rows)
-                    if max_norm is not None:
-                        apply_max_norm(xp, net.weights, max_norm)
-                    if bar is not None and (i + 1) % every == 0:
-                        bar.update(every)
-                    if signalled is not None:
-                        saved = self.checkpoint is not None
-                        if saved:
-                            seconds = carried_seconds + time.perf_counter() - start
-                            self._save_interrupted(epoch, i + 1, losses, carried_loss, seconds,
-                                                   state_at_start)
-                        self._interrupt(epoch, i + 1, signalled, saved=saved)
-        finally:
+        losses: list[Any] = []
+        for i, (xb, tb, wb) in enumerate(batches, start=first_batch):
+            rows = min(cfg.batch_size, n_rows - i * cfg.batch_size)  # all ranks' rows
+            masks = None if dropout is None else \
+                dropout.for_step(first_step + i, xb.shape[0], rank * rows // size)
+            loss, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
+            if exchange is None:
+                signalled = None if received[0] is None else (0, received[0])
+            else:  # the sums over all ranks' shares: the global batch's
+                loss, grads, signalled = exchange.reduce(loss, grads, received[0])
+            losses.append(loss)
+            step(grads, 1.0 / rows)
+            if max_norm is not None:
+                apply_max_norm(xp, net.weights, max_norm)
+            if bar is not None and (i + 1) % every == 0:
+                bar.update(every)
+            if signalled is not None:
+                self._stop_at_step(epoch, i + 1, signalled, losses, carried, start,
+                                   state_at_start)
+        return losses
+
+    def _stop_at_step(self, epoch, next_batch, signalled, losses, carried, start,
+                      state_at_start):
+        """Stop for a signal after step ``next_batch`` (a checkpoint first, when saving)."""
+        saved = self.checkpoint is not None
+        if saved:
+            seconds = carried[1] + time.perf_counter() - start
+            self._save_interrupted(epoch, next_batch, losses, carried[0], seconds,
+                                   state_at_start)
+        self._interrupt(epoch, next_batch, signalled, saved=saved)
+
+    def _fast_epoch(self, epoch, first_batch, received, bar, carried, start, state_at_start):
+        """The epoch's steps by the fast CuPy step (:mod:`portamlp.fast`); returns the vector of
+        their raw losses. A signal stops it after the group of steps under way."""
+        assert self.fast is not None
+        n_rows = len(self.data.train)
+        # the permutation the portable step draws (DeviceDataset.batches), from the same rng
+        order = self.rng.permutation(n_rows) if self.cfg.shuffle else np.arange(n_rows)
+        done = first_batch
+        for done in self.fast.run(order, first_batch):
             if bar is not None:
-                bar.close()
-        total, validation = self._epoch_summary(epoch, first_batch, losses)
-        record = EpochRecord(epoch=epoch, seconds=0.0,
-                             train_loss=(carried_loss + total) / len(self.data.train),
-                             learning_rate=self.opt.learning_rate)
-        if validation is not None:
-            (record.validation_accuracy, record.validation_loss,
-             record.never_predicted) = validation
-        record.seconds = carried_seconds + time.perf_counter() - start
-        return record
+                bar.update(done - bar.n)
+            if received[0] is not None:
+                self._stop_at_step(epoch, done, (0, received[0]),
+                                   self.fast.loss_vector(first_batch, done), carried, start,
+                                   state_at_start)
+        return self.fast.loss_vector(first_batch, done)
+
+    def _loss_vector(self, losses):
+        """The epoch's per-step raw losses as one device vector (a list of 0-d arrays from the
+        portable step, already a vector from the fast one), or None when there are none."""
+        if isinstance(losses, list):
+            return self.net.xp.stack(losses) if losses else None
+        return losses
 
     def _step_bytes(self) -> float:
         itemsize = 8 if self.cfg.dtype == "float64" else 4
@@ -302,10 +351,11 @@ class Trainer:
         raises DivergenceError for a non-finite loss or weight."""
         xp, net = self.net.xp, self.net
         parts = []
-        if losses:
-            parts.append(xp.stack(losses))
-        finite = [xp.astype(xp.all(xp.isfinite(p)), losses[0].dtype if losses else
-                            net.weights[0].dtype) for p in net.parameters()]
+        vector = self._loss_vector(losses)
+        if vector is not None:
+            parts.append(vector)
+        finite = [xp.astype(xp.all(xp.isfinite(p)), net.weights[0].dtype)
+                  for p in net.parameters()]
         parts.append(xp.stack(finite))
         val = self.data.validation
         if val is not None:
@@ -313,7 +363,7 @@ class Trainer:
             with memory_phase("validation", net.backend, "use a smaller validation_length"):
                 parts.append(xp.astype(self._validation_sums(self.validation), parts[0].dtype))
         values = summary_values(xp.concat(parts))
-        n_losses, n_params = len(losses), len(finite)
+        n_losses, n_params = (0 if vector is None else int(vector.shape[0])), len(finite)
         total, bad = epoch_loss(values[:n_losses])
         if bad is not None:
             raise DivergenceError(
@@ -345,8 +395,9 @@ class Trainer:
 
     def _save_interrupted(self, epoch, next_batch, losses, carried_loss, seconds, rng_at_start):
         """A checkpoint at the current mini-batch (after checking nothing diverged)."""
+        vector = self._loss_vector(losses)
         xp = self.net.xp
-        total, bad = epoch_loss(summary_values(xp.stack(losses)) if losses else [])
+        total, bad = epoch_loss(summary_values(vector) if vector is not None else [])
         if bad is not None:
             raise DivergenceError(f"training diverged in epoch {epoch}; no checkpoint written")
         for p in self.net.parameters():

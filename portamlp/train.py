@@ -96,7 +96,7 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
           patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
           init: str = "auto",
           dtype: Any = "float32", dataset: str = "mnist", scale: Any = 255, shuffle: bool = True,
-          seed: int | None = None, threads: int | None = None,
+          seed: int | None = None, threads: int | None = None, fast_path: str = "auto",
           x: Any = None, y: Any = None, validation_data: tuple | None = None,
           test_data: tuple | None = None, sample_weight: Any = None,
           network: Network | None = None, optimizer_state: dict | None = None,
