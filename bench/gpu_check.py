@@ -147,6 +147,7 @@ def fast_step_buffers() -> dict:
     import numpy as np
 
     import portamlp
+    from portamlp.backend import to_numpy
     from portamlp.config import TrainConfig
     from portamlp.datasets import DeviceDataset
     from portamlp.fast.cuda import FastEpoch
@@ -207,7 +208,7 @@ def fast_step_buffers() -> dict:
                    "loss": runner.losses[:1], "updated W1": net.weights[0]}
             diffs = {}
             for key, ref in reference.items():
-                value = np.asarray(portamlp.to_numpy(got[key]), dtype=np.float64)
+                value = np.asarray(to_numpy(got[key]), dtype=np.float64)
                 diffs[key] = float(np.max(np.abs(value - ref)) / (np.max(np.abs(ref)) + 1e-30))
             out[name] = {"ok": all(d < 1e-4 for d in diffs.values()), "relative": diffs}
         except Exception as exc:

@@ -15,6 +15,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1 \
   || export PYTHONPATH=$PWD:$PYTHONPATH
+# Open MPI's mpiexec refuses root unless told (the MPI tests run it there as root)
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/nvidia-smi.csv"
 PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --output "$out/gpu_check" "${@:2}"
 rc=$?

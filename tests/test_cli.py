@@ -61,13 +61,15 @@ def test_evaluate_plots(trained):
 
 
 def test_predict_a_png_of_a_test_image(trained):
+    from portamlp.backend import to_numpy
     from portamlp.cli.images import digit_to_png
 
     d, _ = trained
     images, labels = portamlp.datasets.read_split("mnist", "test")
     net = portamlp.load(d / "net.json")
     x, _ = portamlp.datasets.load_mnist("test", length=50)
-    ok = np.flatnonzero(net.predict(x) == labels[:50])  # images the network gets right
+    predicted = to_numpy(net.predict(x))  # on the default backend's device
+    ok = np.flatnonzero(predicted == labels[:50])  # images the network gets right
     for i in ok[:3]:
         digit_to_png(images[i], d / f"digit{i}.png")  # dark ink on white, 4x larger
         out = run("predict", "net.json", f"digit{i}.png", "--json", cwd=d).stdout

@@ -144,7 +144,9 @@ def test_the_documented_per_epoch_events(monkeypatch, tiny):
     four = counter.events
     per_epoch = four[len(three):]
     assert four[:len(three)] == three
-    assert per_epoch == ["to_device(CPU)", "__array__"]  # one transfer per epoch, that is all
+    # one transfer per epoch, that is all (NumPy then reads the host copy through __array__
+    # or, in newer versions, without calling it)
+    assert per_epoch in (["to_device(CPU)", "__array__"], ["to_device(CPU)"])
     # before the first epoch: one finiteness check and the label range, for x and for xv
     staging = three[:len(three) - 3 * len(per_epoch)]
     assert staging == ["__bool__", "__int__", "__int__"] * 2

@@ -40,8 +40,14 @@ def test_blockers_name_each_reason():
     assert "max_norm" in fast.blockers(**ok, max_norm=3.0)[0]
     assert "sample_weight" in fast.blockers(**ok, sample_weight=True)[0]
     assert "distributed" in fast.blockers(**ok, processes=2)[0]
-    wide = fast.blockers(**dict(ok, layers=(784, 4096, 4096, 10), batch_size=1024))
-    assert len(wide) == 1 and "cuBLAS is faster" in wide[0]
+    assert fast.blockers(**dict(ok, layers=(784, 4096, 4096, 10), batch_size=1024)) == []
+
+
+def test_large_steps_use_cublas_products_instead_of_graphs():
+    assert fast.uses_graphs((784, 30, 10), 10)
+    assert fast.uses_graphs((784, 256, 128, 10), 128)
+    assert not fast.uses_graphs((784, 4096, 4096, 10), 1024)
+    assert not fast.uses_graphs((784, 2048, 2048, 10), 256)
 
 
 def test_step_flops_counts_forward_and_both_gradients():
@@ -136,6 +142,22 @@ STEPS = [
                                                                    o.items()) or "nielsen")
 def test_fast_step_gives_the_portable_weights_after_ten_steps(options):
     x, y = _data(100)
+    a, b = _run("on", x, y, **options), _run("off", x, y, **options)
+    _assert_same_parameters(a, b, rtol=1e-4)
+    assert a.history[0].train_loss == pytest.approx(b.history[0].train_loss, rel=1e-4)
+
+
+@needs_gpu
+@pytest.mark.parametrize("options", [
+    dict(activation="relu", cost="cross_entropy", learning_rate=0.05, momentum=0.9),
+    dict(activation="sigmoid", cost="quadratic", learning_rate=1.0, weight_decay=1e-3),
+    dict(activation="relu", cost="cross_entropy", optimizer="adam", learning_rate=1e-3),
+], ids=["momentum", "sgd-decay", "adam"])
+def test_cublas_variant_gives_the_portable_weights(options):
+    # 10 steps of 256 rows and a last one of 100 through 784-2048-2048-10: a large step
+    x, y = _data(2660)
+    options = dict(options, layers=(784, 2048, 2048, 10), batch_size=256)
+    assert not fast.uses_graphs(options["layers"], 256)
     a, b = _run("on", x, y, **options), _run("off", x, y, **options)
     _assert_same_parameters(a, b, rtol=1e-4)
     assert a.history[0].train_loss == pytest.approx(b.history[0].train_loss, rel=1e-4)

@@ -265,7 +265,8 @@ def test_out_of_memory_during_a_step_is_explained(monkeypatch):
     monkeypatch.setattr(Network, "backprop", exhausted)
     with pytest.raises(portamlp.DeviceMemoryError, match=r"batch of 10 through layers \[784, "
                                                          r"30, 10\].*smaller batch_size"):
-        portamlp.train(epochs=1, train_length=100, validation_length=0, test_length=0)
+        portamlp.train(epochs=1, train_length=100, validation_length=0, test_length=0,
+                       fast_path="off")  # the portable step's backprop runs out
 
 
 # ---------------------------------------------------------- defects found in review (issue 10)

@@ -8,7 +8,9 @@ the two) in ``3 × layers`` hand-written kernels per step — forward with bias 
 fused, the output error with the loss, the backward error, and the gradient fused with the
 optimizer update — with no cuBLAS, cuRAND or allocation inside, so ``graph_steps`` of them are
 captured once and replayed. The epoch's permutation is uploaded before the replays and the
-batches are gathered inside the kernels.
+batches are gathered inside the kernels. For large steps (wide layers, big batches; see
+:func:`uses_graphs`) the products go to cuBLAS instead, with the bias and activation, the
+derivative and the optimizer update each fused into one elementwise kernel around them.
 
 ``fast_path="auto"`` (the default) uses it where it applies (see :func:`blockers`), ``"on"``
 insists (an error says why it cannot), ``"off"`` keeps the portable step. This module holds the
@@ -21,15 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["FAST_PATH_MODES", "GRAPH_STEPS", "MAX_STEP_FLOPS", "ACTIVATION_CODES",
-           "OPTIMIZER_CODES", "HYPER_PARAMETERS", "blockers", "step_flops", "EpochPlan",
-           "plan_epoch", "wanted", "hyper_parameters", "optimizer_code"]
+           "OPTIMIZER_CODES", "HYPER_PARAMETERS", "blockers", "step_flops", "uses_graphs",
+           "EpochPlan", "plan_epoch", "wanted", "hyper_parameters", "optimizer_code"]
 
 #: Values of the ``fast_path`` option.
 FAST_PATH_MODES = ("auto", "on", "off")
 #: Mini-batch steps captured into one CUDA graph.
 GRAPH_STEPS = 100
-#: Above this many floating-point operations per step, the arithmetic dominates the launch
-#: overhead and cuBLAS (the portable step) is faster than the hand-written kernels.
+#: Above this many floating-point operations per step the arithmetic dominates the launch
+#: overhead: the fast step then uses cuBLAS for the products (no graph capture, which cuBLAS
+#: refuses under CuPy) and keeps its fused elementwise kernels.
 MAX_STEP_FLOPS = 2e9
 
 # The codes the kernels (kernels.cu, its #defines) know things by; a test holds the two equal.
@@ -62,11 +65,14 @@ def blockers(*, backend: str, layers, batch_size: int, dropout: float = 0.0,
         out.append("sample_weight is not in the fast step")
     if processes > 1:
         out.append("distributed training is not in the fast step")
-    if step_flops(layers, batch_size) > MAX_STEP_FLOPS:
-        out.append(f"a step of layers {list(layers)} at batch {batch_size} is large "
-                   f"({step_flops(layers, batch_size):.2g} FLOP > {MAX_STEP_FLOPS:.0g}): cuBLAS "
-                   "is faster there")
     return out
+
+
+def uses_graphs(layers, batch_size: int) -> bool:
+    """Whether the fast step runs as hand-written kernels captured in CUDA graphs (small steps,
+    where launch overhead dominates), else as cuBLAS products with fused elementwise kernels
+    around them (large steps, where the products dominate)."""
+    return step_flops(layers, batch_size) <= MAX_STEP_FLOPS
 
 
 def wanted(mode: str, reasons: list[str]) -> bool:

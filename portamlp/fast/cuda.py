@@ -17,7 +17,14 @@ import numpy as np
 from .. import fast as settings
 from ..activations import ACTIVATIONS
 from ..errors import PortamlpWarning, warn
-from . import ACTIVATION_CODES, HYPER_PARAMETERS, hyper_parameters, optimizer_code, plan_epoch
+from . import (
+    ACTIVATION_CODES,
+    HYPER_PARAMETERS,
+    hyper_parameters,
+    optimizer_code,
+    plan_epoch,
+    uses_graphs,
+)
 
 __all__ = ["FastEpoch"]
 
@@ -58,7 +65,7 @@ class FastEpoch:
         with net.backend.activate():
             self.kernels = {name: _module(self.dtype).get_function(name) for name in
                             ("forward_layer", "output_delta", "backward_delta", "update_layer",
-                             "advance")}
+                             "advance", "bias_activation", "times_derivative", "apply_update")}
             real = cupy.float32 if self.dtype == "float32" else cupy.float64
             self.real = real
             n = len(data)
@@ -72,6 +79,12 @@ class FastEpoch:
             self.acts = [cupy.zeros((self.batch, w), dtype=real) for w in widths]
             self.deltas = [cupy.zeros((self.batch, w), dtype=real) for w in widths]
             self.dummy = cupy.zeros(1, dtype=real)
+            #: small steps: hand-written kernels in CUDA graphs; large: cuBLAS products
+            self.graphs = uses_graphs(net.layers, self.batch)
+            if not self.graphs:  # the gathered batch and the gradients of the products
+                self.xb = cupy.zeros((self.batch, net.layers[0]), dtype=real)
+                self.grads = [(cupy.zeros_like(w), cupy.zeros_like(b))
+                              for w, b in zip(net.weights, net.biases)]
             self.stream = cupy.cuda.Stream(non_blocking=True)
         self.graph = None
         self.graph_key: tuple = ()
@@ -140,6 +153,48 @@ class FastEpoch:
                        i32(code)))
         k_adv((1,), (1,), (self.ctr, i64(count * rows), i64(count)))
 
+    def _launch_large_step(self, first_row: int, rows: int, state: list[tuple]) -> None:
+        """One step with cuBLAS products (CuPy's matmul into the step's buffers) and fused
+        elementwise kernels, for rows ``first_row:first_row + rows`` of the permutation."""
+        kernels, real, layers = self.kernels, self.real, self.net.layers
+        n_layers = len(layers) - 1
+        act = ACTIVATION_CODES[self.net.activation]
+        i32, i64 = np.int32, np.int64
+        grid = (min(4096, max(1, -(-rows * max(layers[1:]) // _THREADS))),)
+        xb = self.xb[:rows]
+        cupy.take(self.x, self.perm[first_row:first_row + rows], axis=0, out=xb)
+        inputs = [xb] + [a[:rows] for a in self.acts[:-1]]
+        for l in range(n_layers):
+            w, b = state[l][0], state[l][1]
+            z = self.acts[l][:rows]
+            cupy.matmul(inputs[l], w.T, out=z)
+            layer_act = self.output_act if l == n_layers - 1 else act
+            kernels["bias_activation"](grid, (_THREADS,), (z, b, i64(z.size), i32(layers[l + 1]),
+                                                           i32(layer_act)))
+        kernels["output_delta"]((1,), (_THREADS,),
+                                (self.acts[-1], self.labels, self.perm, self.ctr, i64(0), i32(0),
+                                 self.deltas[-1], self.losses, i32(rows), i32(layers[-1]),
+                                 i32(self.cost), i32(act), real(self.tiny)),
+                                shared_mem=_THREADS * np.dtype(real).itemsize)
+        inv_rows = real(1.0 / rows)
+        for l in range(n_layers - 1, -1, -1):
+            w, b, w1, w2, b1, b2, code = state[l]
+            d = self.deltas[l][:rows]
+            if l:  # the error of the layer below, from the weights before their update
+                below = self.deltas[l - 1][:rows]
+                cupy.matmul(d, w, out=below)
+                kernels["times_derivative"](grid, (_THREADS,), (below, inputs[l],
+                                                                i64(below.size), i32(act)))
+            gw, gb = self.grads[l]
+            cupy.matmul(d.T, inputs[l], out=gw)
+            cupy.sum(d, axis=0, out=gb)
+            for p, g, s1, s2, decay in ((w, gw, w1, w2, 1), (b, gb, b1, b2, 0)):
+                kernels["apply_update"](
+                    (min(4096, max(1, -(-p.size // _THREADS))),), (_THREADS,),
+                    (p, g, s1, s2, i64(p.size), inv_rows, self.hp, self.ctr, i32(0), i32(code),
+                     i32(decay), i32(s2 is not self.dummy)))
+        kernels["advance"]((1,), (1,), (self.ctr, i64(rows), i64(1)))
+
     def _captured(self, steps: int, state: list[tuple]):
         """The graph of ``steps`` full steps, captured again when a buffer has moved; None
         (with a warning, once) where this CuPy or driver cannot capture one."""
@@ -182,6 +237,8 @@ class FastEpoch:
             groups.append((plan.eager_steps, self.batch, False))
         if plan.last_rows:
             groups.append((1, plan.last_rows, False))
+        if not self.graphs:  # one step at a time
+            groups = [(1, rows, False) for steps, rows, _ in groups for _ in range(steps)]
         done = first_batch
         for steps, rows, captured in groups:
             with self.net.backend.activate():
@@ -189,8 +246,10 @@ class FastEpoch:
                     graph = self._captured(steps, state) if captured else None
                     if graph is not None:
                         graph.launch(self.stream)
-                    else:
+                    elif self.graphs:
                         self._launch_steps(steps, rows, state)
+                    else:
+                        self._launch_large_step(done * self.batch, rows, state)
                 self._after(self.stream, caller)
             done += steps
             self._count(steps)

@@ -212,3 +212,36 @@ extern "C" __global__ void advance(long long* ctr, long long rows, long long ste
         ctr[1] += steps;
     }
 }
+
+// -- the cuBLAS variant, for steps large enough that the products dominate: the products run
+// through cuBLAS (CuPy's matmul), the elementwise work around them through these kernels.
+
+// z = act(z + b), in place; z is (rows, n).
+extern "C" __global__ void bias_activation(real* __restrict__ z, const real* __restrict__ b,
+                                           long long count, int n, int act) {
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < count;
+         t += (long long)gridDim.x * blockDim.x)
+        z[t] = activate(z[t] + b[t % n], act);
+}
+
+// d = d * sigma'(a), in place.
+extern "C" __global__ void times_derivative(real* __restrict__ d, const real* __restrict__ a,
+                                            long long count, int act) {
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < count;
+         t += (long long)gridDim.x * blockDim.x)
+        d[t] *= derivative(a[t], act);
+}
+
+// One optimizer update of `count` parameters from their batch-summed gradients g.
+extern "C" __global__ void apply_update(real* __restrict__ p, const real* __restrict__ g,
+                                        real* __restrict__ s1, real* __restrict__ s2,
+                                        long long count, real inv_rows,
+                                        const double* __restrict__ hp,
+                                        const long long* __restrict__ ctr, int k, int opt,
+                                        int decay, int has_state2) {
+    long long adam_t = (long long)hp[HP_ADAM_T0] + ctr[1] + k + 1;
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < count;
+         t += (long long)gridDim.x * blockDim.x)
+        update(p + t, opt == OPT_SGD ? s1 : s1 + t, has_state2 ? s2 + t : s2, g[t], inv_rows,
+               hp, adam_t, opt, decay);
+}
