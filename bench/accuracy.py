@@ -130,6 +130,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny settings, for a smoke test")
     parser.add_argument("--output", default="bench/results/accuracy.json")
     parser.add_argument("--only", help="run only the rows whose name contains this text")
+    parser.add_argument("--skip", help="leave out the rows whose name contains this text")
     parser.add_argument("--original-split", action="store_true",
                         help="also score the original program's rows on its own test images "
                              "(training-file images 50,000 to 50,999)")
@@ -146,7 +147,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|")
     for spec in RUNS:
         name, seeds = spec["name"], spec["seeds"]
-        if args.only and args.only not in name:
+        if (args.only and args.only not in name) or (args.skip and args.skip in name):
             continue
         options = spec["options"]() if callable(spec["options"]) else spec["options"]
         if args.quick:

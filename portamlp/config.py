@@ -32,7 +32,7 @@ from .checks import (
     check_layers,
 )
 from .datasets.scaling import SCALES, check_scale
-from .fast import FAST_PATH_MODES
+from .fast import FAST_PATH_MODES, GRAPH_STEPS
 from .host import INITS
 from .losses import COSTS
 from .optim import OPTIMIZERS
@@ -198,8 +198,9 @@ class TrainConfig:
                               default_text="fresh entropy, recorded in the result")
     threads: int | None = option(None, "BLAS threads on the CPU", _threads, kind="int",
                                  default_text="1 for small products, else the idle cores")
-    fast_path: str = option("auto", "CuPy's fused training step, K steps per CUDA graph: auto "
-                            "uses it where it applies, on insists, off keeps the portable step",
+    fast_path: str = option("auto", f"CuPy only: fused CUDA kernels, {GRAPH_STEPS} steps per "
+                            "CUDA graph; auto uses them where they apply, on insists, off keeps "
+                            "the portable Array-API step",
                             _choice(FAST_PATH_MODES), kind="str", choices=FAST_PATH_MODES)
 
     def __post_init__(self):

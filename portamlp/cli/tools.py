@@ -233,6 +233,9 @@ def cmd_info(args) -> int:
         state = f"usable, device {devices[name]}" if status else f"not usable: {status.reason}"
         print(f"  {name:<17} {state}")
     print(f"auto selects: {auto}")
+    fast = ("used on CuPy where it applies (fast_path='auto')" if backends["cupy"]
+            else "needs a usable CuPy")
+    print(f"fast step (fused CUDA kernels, CUDA graphs): {fast}")
     return 0
 
 
