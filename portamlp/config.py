@@ -396,3 +396,5 @@ class TrainResult:
     #: The optimizer's state at the end (``{"arrays": {...}, "scalars": {...}}``, arrays on the
     #: device): pass it as ``train(network=..., optimizer_state=...)`` to continue exactly.
     optimizer_state: dict[str, Any] | None = None
+    #: Whether the fast CuPy step trained (see the ``fast_path`` option), else the portable one.
+    fast_step: bool = False

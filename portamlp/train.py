@@ -233,7 +233,8 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
     return TrainResult(network=net, history=history, test_accuracy=test_accuracy, config=cfg,
                        stopped_early=stopped, best_epoch=best,
                        optimizer_state={"arrays": opt.state_arrays(), "scalars": opt.scalars(),
-                                        "optimizer": cfg.optimizer})
+                                        "optimizer": cfg.optimizer},
+                       fast_step=run.fast is not None)
 
 
 def _load_optimizer_state(opt, state: Any, be: Backend) -> None:

@@ -105,6 +105,18 @@ def test_config_file_and_flags_override(tmp_path):
     record = json.loads(proc.stdout)
     assert record["options"]["layers"] == [784, 16, 10] and record["options"]["epochs"] == 1
     assert len(record["history"]) == 1 and record["options"]["cost"] == "cross_entropy"
+    assert record["fast_step"] is False  # NumPy: the portable step trained
+
+
+def test_errors_name_the_config_file_for_its_options_and_flags_for_flags(tmp_path):
+    (tmp_path / "run.toml").write_text('fast_path = "on"\nepochs = 1\n')
+    proc = run("train", "--config", "run.toml", "--backend", "numpy", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "fast_path='on' cannot be honoured" in proc.stderr
+    assert "(fast_path is set in run.toml)" in proc.stderr and "--fast-path" not in proc.stderr
+    proc = run("train", "--config", "run.toml", "--fast-path", "on", "--backend", "numpy",
+               cwd=tmp_path, check=False)
+    assert "--fast-path 'on' cannot be honoured" in proc.stderr and "run.toml" not in proc.stderr
 
 
 @pytest.mark.slow

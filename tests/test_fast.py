@@ -66,6 +66,12 @@ def test_wanted_follows_the_mode():
         fast.wanted("on", ["no GPU", "x"])
 
 
+def test_numpy_runs_record_the_portable_step(tmp_path):
+    result = portamlp.train(backend="numpy", epochs=1, train_length=100, validation_length=0,
+                            test_length=0, progress=False)
+    assert result.fast_step is False
+
+
 def test_train_on_numpy_with_the_fast_path_required_says_why_it_cannot():
     with pytest.raises(ValueError, match="needs the CuPy backend"):
         portamlp.train(backend="numpy", fast_path="on", epochs=1, train_length=100,
@@ -207,10 +213,11 @@ def test_auto_uses_the_fast_step_where_it_applies(monkeypatch):
 
     monkeypatch.setattr(cuda.FastEpoch, "run", counting)
     x, y = _data(100)
-    _run("auto", x, y)
+    assert _run("auto", x, y).fast_step is True
     assert len(runs) == 1
-    _run("auto", x, y, dropout=0.2)  # not in the fast step: the portable one runs
-    _run("off", x, y)
+    # dropout is not in the fast step: the portable one runs
+    assert _run("auto", x, y, dropout=0.2).fast_step is False
+    assert _run("off", x, y).fast_step is False
     assert len(runs) == 1
 
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
         if args.command == "train" and isinstance(exc, (ValueError, TypeError)):
-            message = training.in_flag_terms(message)
+            message = training.in_flag_terms(message, training.config_keys(args))
         if not isinstance(exc, _USAGE_ERRORS + (OSError,)):
             message = f"{type(exc).__name__}: {message}"
         print(f"portamlp: error: {message}", file=sys.stderr)

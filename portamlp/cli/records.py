@@ -55,7 +55,7 @@ def read_run_record(model: Path) -> dict[str, Any]:
 
 def write_run_record(path: Path, *, model: Path, config: dict, network, history: list,
                      test_accuracy: float | None, stopped_early: bool, overwrite: bool,
-                     interrupted: bool = False) -> dict[str, Any]:
+                     interrupted: bool = False, fast_step: bool | None = None) -> dict[str, Any]:
     """Write the run record of a trained (or interrupted) run atomically; return it."""
     from ..saving import atomic_write_bytes
 
@@ -69,6 +69,7 @@ def write_run_record(path: Path, *, model: Path, config: dict, network, history:
         "test_accuracy": test_accuracy,
         "stopped_early": stopped_early,
         "interrupted": interrupted,
+        "fast_step": fast_step,  # the fast CuPy step trained (None: not known)
     }
     atomic_write_bytes(path, json.dumps(record, indent=1).encode(), overwrite=overwrite)
     return record

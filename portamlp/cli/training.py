@@ -25,7 +25,7 @@ from ..errors import TrainingInterrupted
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, add_common
 from .records import run_record_path, write_run_record
 
-__all__ = ["add_parser", "cmd_train", "read_config", "flag_name", "in_flag_terms"]
+__all__ = ["add_parser", "cmd_train", "read_config", "flag_name", "in_flag_terms", "config_keys"]
 
 EPILOG = """examples:
   portamlp train                                   Nielsen's 784-30-10 network, 5 epochs
@@ -52,11 +52,39 @@ def flag_name(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-def in_flag_terms(message: str) -> str:
-    """A library message in command-line terms: ``momentum=1.5`` -> ``--momentum 1.5``."""
+def in_flag_terms(message: str, from_file: dict[str, Path] | None = None) -> str:
+    """A library message in command-line terms: ``momentum=1.5`` -> ``--momentum 1.5``.
+
+    Options in ``from_file`` (name -> config file) came from a ``--config`` file, not a flag:
+    they keep their key's name and the message says which file set them.
+    """
+    from_file = from_file or {}
     names = sorted((name for name, *_ in cli_options()), key=len, reverse=True)
     pattern = r"(?<![\w.-])(" + "|".join(names) + r")=(?!=)"
-    return re.sub(pattern, lambda m: flag_name(m.group(1)) + " ", message)
+    seen: dict[str, Path] = {}
+
+    def rename(m: re.Match) -> str:
+        name = m.group(1)
+        if name in from_file:
+            seen[name] = from_file[name]
+            return m.group(0)
+        return flag_name(name) + " "
+
+    out = re.sub(pattern, rename, message)
+    for name, path in seen.items():
+        out += f" ({name} is set in {path})"
+    return out
+
+
+def config_keys(args) -> dict[str, Path]:
+    """The options a ``--config`` file set and no flag overrode (name -> the file)."""
+    if not getattr(args, "config", None):
+        return {}
+    try:
+        keys = read_config(args.config)
+    except Exception:
+        return {}
+    return {k: args.config for k in keys if getattr(args, k, None) is None}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -245,7 +273,8 @@ def _finish(result, save: Path, args) -> int:
     record = write_run_record(record_path, model=save, config=result.config.to_dict(),
                               network=net, history=result.history,
                               test_accuracy=result.test_accuracy,
-                              stopped_early=result.stopped_early, overwrite=args.force)
+                              stopped_early=result.stopped_early, overwrite=args.force,
+                              fast_step=result.fast_step)
     if args.json:
         print(json.dumps(dict(record, model=str(save), run_record=str(record_path))))
         return 0
