@@ -5,6 +5,10 @@
 # then runs bench/gpu_check.py, writing its report and bench/gpu.py's results to OUTPUT_DIR.
 #
 #   bash bench/gpu_machine.sh [OUTPUT_DIR [gpu_check.py options...]]
+#
+# Fill .whl/ beforehand on a machine with network (for the GPU machine's Python, here 3.12):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+#       array-api-compat array-api-strict platformdirs pooch pyinstrument
 set -uo pipefail
 out=${1:-bench/results}
 mkdir -p "$out"
