@@ -30,7 +30,7 @@ from .errors import DeviceMemoryError
 
 __all__ = ["Backend", "BackendStatus", "get_backend", "available_backends", "BACKEND_NAMES",
            "backend_of", "library_of", "to_numpy", "is_out_of_memory", "describe_bytes",
-           "memory_phase", "parse_device"]
+           "memory_phase", "parse_device", "native_library", "gpu_count", "synchronize_gpu"]
 
 #: Names accepted by :func:`get_backend`, besides ``"auto"``.
 BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
@@ -405,6 +405,30 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
     context = (lambda dev: dev) if name == "cupy" else None  # a cupy.cuda.Device is a context
     return Backend(name=name, xp=xp, device=_resolve_device(name, xp, device),
                    device_context=context)
+
+
+def native_library(name: str) -> types.ModuleType:
+    """The array library itself (``cupy``, ``torch``, ...), for the code that needs more than
+    its Array API namespace: the one place GPU libraries are imported (``import portamlp``
+    imports none)."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r}{suggestion(name, BACKEND_NAMES)}")
+    return importlib.import_module(name)
+
+
+def gpu_count(name: str) -> int:
+    """How many CUDA devices ``name`` ("cupy" or "torch") sees."""
+    lib = native_library(name)
+    return lib.cuda.runtime.getDeviceCount() if name == "cupy" else lib.cuda.device_count()
+
+
+def synchronize_gpu(array: Any) -> None:
+    """Wait for the queued kernels of the current stream of ``array``'s device (a CuPy array,
+    or a PyTorch CUDA tensor) to finish, e.g. before a library outside CUDA reads it."""
+    if library_of(array) == "cupy":
+        native_library("cupy").cuda.get_current_stream().synchronize()
+    else:
+        native_library("torch").cuda.current_stream(array.device).synchronize()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -129,3 +129,11 @@ def test_unusable_torch_device_is_a_value_error():
             portamlp.get_backend("torch", "cuda")
     with pytest.raises(ValueError, match="'tpu9'"):
         portamlp.get_backend("torch", "tpu9")
+
+
+def test_native_library_is_the_library_itself_and_names_a_near_miss():
+    from portamlp.backend import native_library
+
+    assert native_library("numpy") is np
+    with pytest.raises(ValueError, match="unknown backend 'cupyy'.*did you mean 'cupy'"):
+        native_library("cupyy")

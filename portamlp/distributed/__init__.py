@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
-from ..backend import Backend, get_backend
+from ..backend import Backend, get_backend, gpu_count
 
 __all__ = ["Communicator", "SingleProcess", "SINGLE_PROCESS", "COMMUNICATORS", "communicator",
            "GradientExchange", "abort_on_failure", "local_backend"]
@@ -139,13 +139,9 @@ def local_backend(backend: Backend, local_rank: int) -> Backend:
     """``backend`` moved to GPU ``local_rank % n_gpus`` for a CUDA backend (CuPy, or PyTorch on
     CUDA); any other backend unchanged. Each rank of a node then uses its own GPU."""
     if backend.name == "cupy":
-        import cupy
-
-        return get_backend("cupy", local_rank % cupy.cuda.runtime.getDeviceCount())
+        return get_backend("cupy", local_rank % gpu_count("cupy"))
     if backend.name == "torch" and str(backend.device).startswith("cuda"):
-        import torch
-
-        return get_backend("torch", f"cuda:{local_rank % torch.cuda.device_count()}")
+        return get_backend("torch", f"cuda:{local_rank % gpu_count('torch')}")
     return backend
 
 

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import numpy as np
 from mpi4py import MPI
 
-from ..backend import Backend, backend_of, library_of, to_numpy
+from ..backend import Backend, backend_of, library_of, synchronize_gpu, to_numpy
 from . import GradientExchange, abort_on_failure, local_backend
 
 __all__ = ["MPICommunicator", "world", "cuda_awareness", "describe", "ENV_CUDA_AWARE"]
@@ -56,18 +56,6 @@ def cuda_awareness() -> tuple[bool, str]:
     query.restype, query.argtypes = ctypes.c_int, []
     answer = int(query())
     return bool(answer), f"MPIX_Query_cuda_support() returned {answer}"
-
-
-def _synchronize(array: Any) -> None:
-    """Wait for the kernels that write ``array`` (CuPy or PyTorch CUDA) before MPI reads it."""
-    if library_of(array) == "cupy":
-        import cupy
-
-        cupy.cuda.get_current_stream().synchronize()
-    else:
-        import torch
-
-        torch.cuda.current_stream(array.device).synchronize()
 
 
 def _on_gpu(array: Any) -> bool:
@@ -128,7 +116,7 @@ class MPICommunicator:
             call(flat)
             return flat
         if self.cuda_aware and _on_gpu(flat):
-            _synchronize(flat)
+            synchronize_gpu(flat)
             call(flat)
             return flat
         host = np.ascontiguousarray(to_numpy(flat))

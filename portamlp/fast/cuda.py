@@ -11,11 +11,11 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-import cupy
 import numpy as np
 
 from .. import fast as settings
 from ..activations import ACTIVATIONS
+from ..backend import native_library
 from ..errors import PortamlpWarning, warn
 from . import (
     ACTIVATION_CODES,
@@ -27,6 +27,8 @@ from . import (
 )
 
 __all__ = ["FastEpoch"]
+
+cupy = native_library("cupy")
 
 _THREADS = 256
 _MODULES: dict[tuple[str, int], Any] = {}
