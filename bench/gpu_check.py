@@ -195,9 +195,7 @@ def fast_step_buffers() -> dict:
             g0 = d1.T @ a0 / 10
             if opt_name == "adam":  # first step: m/(sqrt(v)+eps) = sign(g) (nearly)
                 w0 = W[0] - 0.1 * g0 / (np.abs(g0) + 1e-8)
-            elif extra:
-                w0 = W[0] - 0.1 * g0  # v = -eta g, W + v
-            else:
+            else:  # plain SGD, and momentum's first step (v = -eta g; W + v)
                 w0 = W[0] - 0.1 * g0
             reference = {"forward 1": a1, "forward 2": a2, "forward 3 (output)": out3,
                          "output delta": d3, "backward delta 2": d2, "backward delta 1": d1,

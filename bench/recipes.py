@@ -27,6 +27,9 @@ import portamlp  # noqa: E402
 COMMON = dict(activation="relu", cost="cross_entropy", momentum=0.9, batch_size=128,
               scale="standardize", learning_rate_schedule="cosine", seed=0, test_length=0)
 WIDE = dict(layers=(784, 1024, 1024, 10), dropout=0.5, input_dropout=0.2, max_norm=3.0)
+#: The two variants the candidates combine: lighter dropout, and Adam instead of SGD momentum.
+LIGHT = dict(dropout=0.3, input_dropout=0.1)
+ADAM = dict(optimizer="adam", momentum=0.0, learning_rate=1e-3)
 CANDIDATES = {
     "mnist": {
         "1024x2 dropout, lr 0.1, 60 epochs": dict(WIDE, learning_rate=0.1, epochs=60),
@@ -35,47 +38,30 @@ CANDIDATES = {
         "1200x2 dropout, lr 0.1, 100 epochs": dict(WIDE, layers=(784, 1200, 1200, 10),
                                                    learning_rate=0.1, epochs=100),
         "1024x2 dropout, lr 0.3, 25 epochs": dict(WIDE, learning_rate=0.3, epochs=25),
-        "probe: 1024x2 dropout 0.3/0.1, lr 0.05, 25 epochs": dict(WIDE, dropout=0.3,
-                                                                  input_dropout=0.1,
-                                                                  learning_rate=0.05,
-                                                                  epochs=25),
-        "probe: 1024x2 dropout, adam 0.001, 25 epochs": dict(WIDE, optimizer="adam",
-                                                             momentum=0.0, learning_rate=1e-3,
-                                                             epochs=25),
-        "probe: 1024x2 dropout 0.3/0.1, adam 0.001, 25 epochs": dict(
-            WIDE, dropout=0.3, input_dropout=0.1, optimizer="adam", momentum=0.0,
-            learning_rate=1e-3, epochs=25),
-        "wide: 2048x2 dropout, adam 0.001, 25 epochs": dict(WIDE, layers=(784, 2048, 2048, 10),
-                                                            optimizer="adam", momentum=0.0,
-                                                            learning_rate=1e-3, epochs=25),
-        "long: 1024x2 dropout, adam 0.001, 75 epochs": dict(WIDE, optimizer="adam",
-                                                            momentum=0.0, learning_rate=1e-3,
-                                                            epochs=75),
+        "probe: 1024x2 dropout 0.3/0.1, lr 0.05, 25 epochs":
+            dict(WIDE, **LIGHT, learning_rate=0.05, epochs=25),
+        "probe: 1024x2 dropout, adam 0.001, 25 epochs": dict(WIDE, **ADAM, epochs=25),
+        "probe: 1024x2 dropout 0.3/0.1, adam 0.001, 25 epochs":
+            dict(WIDE, **LIGHT, **ADAM, epochs=25),
+        "wide: 2048x2 dropout, adam 0.001, 25 epochs":
+            dict(WIDE, **ADAM, layers=(784, 2048, 2048, 10), epochs=25),
+        "long: 1024x2 dropout, adam 0.001, 75 epochs": dict(WIDE, **ADAM, epochs=75),
         "long: 1024x2 dropout, lr 0.05, 75 epochs": dict(WIDE, learning_rate=0.05, epochs=75),
         "800x2 no dropout, weight decay, 30 epochs": dict(layers=(784, 800, 800, 10),
                                                           learning_rate=0.05,
                                                           weight_decay=5e-4, epochs=30),
     },
     "fashion-mnist": {
-        "long: 1024x2 dropout 0.3/0.1, lr 0.05, 60 epochs": dict(WIDE, dropout=0.3,
-                                                                 input_dropout=0.1,
-                                                                 learning_rate=0.05,
-                                                                 epochs=60),
-        "long: 1024x2 dropout, adam 0.001, 60 epochs": dict(WIDE, optimizer="adam",
-                                                            momentum=0.0, learning_rate=1e-3,
-                                                            epochs=60),
-        "probe: 1024x2 dropout, adam 0.001, 25 epochs": dict(WIDE, optimizer="adam",
-                                                             momentum=0.0, learning_rate=1e-3,
-                                                             epochs=25),
-        "probe: 1024x2 dropout 0.3/0.1, lr 0.05, 25 epochs": dict(WIDE, dropout=0.3,
-                                                                  input_dropout=0.1,
-                                                                  learning_rate=0.05,
-                                                                  epochs=25),
+        "long: 1024x2 dropout 0.3/0.1, lr 0.05, 60 epochs":
+            dict(WIDE, **LIGHT, learning_rate=0.05, epochs=60),
+        "long: 1024x2 dropout, adam 0.001, 60 epochs": dict(WIDE, **ADAM, epochs=60),
+        "probe: 1024x2 dropout, adam 0.001, 25 epochs": dict(WIDE, **ADAM, epochs=25),
+        "probe: 1024x2 dropout 0.3/0.1, lr 0.05, 25 epochs":
+            dict(WIDE, **LIGHT, learning_rate=0.05, epochs=25),
         "probe: 1024x2 dropout, lr 0.05, 25 epochs": dict(WIDE, learning_rate=0.05, epochs=25),
         "1024x2 dropout, lr 0.1, 40 epochs": dict(WIDE, learning_rate=0.1, epochs=40),
-        "1024x2 dropout 0.3/0.1, lr 0.05, 40 epochs": dict(WIDE, dropout=0.3,
-                                                           input_dropout=0.1,
-                                                           learning_rate=0.05, epochs=40),
+        "1024x2 dropout 0.3/0.1, lr 0.05, 40 epochs":
+            dict(WIDE, **LIGHT, learning_rate=0.05, epochs=40),
         "512x2 dropout, lr 0.1, 60 epochs": dict(WIDE, layers=(784, 512, 512, 10),
                                                  learning_rate=0.1, epochs=60),
         "256-128-64 no dropout, 30 epochs": dict(layers=(784, 256, 128, 64, 10),

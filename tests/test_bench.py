@@ -1,21 +1,17 @@
 """The benchmark scripts run (tiny settings) and report what they promise; no timing asserted."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def _run(script, *args):
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+_run = run_bench
 
 
 @pytest.mark.slow

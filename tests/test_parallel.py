@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_bench
 
 import portamlp
 from portamlp.distributed import SINGLE_PROCESS, communicator
@@ -368,10 +369,7 @@ def test_cli_under_mpi_prints_and_writes_on_rank_zero_only(tmp_path):
 @pytest.mark.slow
 def test_scaling_benchmark_quick_mode(tmp_path):
     out = tmp_path / "mpi_scaling.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "mpi_scaling.py"), "--quick",
-                           "--output", str(out)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_bench("mpi_scaling.py", "--quick", "--output", out)
     report = json.loads(out.read_text())
     assert [row["ranks"] for row in report["rows"]] == [1, 2, 1, 2]
     for row in report["rows"]:

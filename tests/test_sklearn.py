@@ -23,6 +23,7 @@ pytest.importorskip("sklearn", reason="scikit-learn is not installed: pip instal
                                       "\"portamlp[sklearn]\" to test portamlp.sklearn")
 
 import sklearn  # noqa: E402
+from cli_helpers import run_bench  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits, make_classification  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
@@ -499,11 +500,8 @@ def test_example_pipeline_grid_searches_digits(capsys):
 @pytest.mark.slow
 def test_benchmark_quick_mode_reports_both_estimators(tmp_path):
     out_file = tmp_path / "sklearn_compare.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "sklearn_compare.py"), "--quick",
-                           "--output", str(out_file)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| data set |" in proc.stdout and "portamlp" in proc.stdout
+    stdout = run_bench("sklearn_compare.py", "--quick", "--output", out_file)
+    assert "| data set |" in stdout and "portamlp" in stdout
     report = json.loads(out_file.read_text())
     assert report["quick"] is True and report["machine"]
     assert {r["dataset"] for r in report["rows"]} == {"mnist", "digits"}
