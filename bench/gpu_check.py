@@ -105,7 +105,7 @@ def epoch_without_synchronisation() -> dict:
 
     import portamlp
     from portamlp.datasets import DeviceDataset
-    from portamlp.optim import make_optimizer
+    from portamlp.training.optimizers import make_optimizer
 
     be = portamlp.get_backend("cupy")
     results = {}
@@ -147,11 +147,11 @@ def fast_step_buffers() -> dict:
     import numpy as np
 
     import portamlp
-    from portamlp.backend import to_numpy
-    from portamlp.config import TrainConfig
+    from portamlp.backends import to_numpy
     from portamlp.datasets import DeviceDataset
     from portamlp.fast.cuda import FastEpoch
-    from portamlp.optim import make_optimizer
+    from portamlp.training.config import TrainConfig
+    from portamlp.training.optimizers import make_optimizer
 
     be = portamlp.get_backend("cupy")
     x, y = (np.asarray(a) for a in portamlp.datasets.load_mnist("train", length=10,
@@ -224,10 +224,10 @@ def fast_epoch_without_synchronisation() -> dict:
     import numpy as np
 
     import portamlp
-    from portamlp.config import TrainConfig
     from portamlp.datasets import DeviceDataset
     from portamlp.fast.cuda import FastEpoch
-    from portamlp.optim import make_optimizer
+    from portamlp.training.config import TrainConfig
+    from portamlp.training.optimizers import make_optimizer
 
     be = portamlp.get_backend("cupy")
     try:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import machine, write_report  # noqa: E402
 
-from portamlp.threads import idle_cores  # noqa: E402
+from portamlp.backends.threads import idle_cores  # noqa: E402
 
 TARGET = 1.6  # 2 ranks: at least this many times the throughput of 1 rank (784-1024-1024-10)
 

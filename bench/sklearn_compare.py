@@ -46,7 +46,7 @@ sys.path.insert(0, str(HERE))
 from _common import machine, write_report  # noqa: E402
 
 import portamlp  # noqa: E402
-from portamlp.threads import blas_threads  # noqa: E402
+from portamlp.backends.threads import blas_threads  # noqa: E402
 
 SEEDS = (0, 1, 2)
 ROWS = {

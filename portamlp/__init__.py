@@ -12,8 +12,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import datasets
-from .backend import Backend, BackendStatus, available_backends, get_backend
-from .config import EpochRecord, TrainConfig, TrainResult
+from .backends import Backend, BackendStatus, available_backends, get_backend
 from .errors import (
     DataFormatError,
     DeviceMemoryError,
@@ -22,9 +21,10 @@ from .errors import (
     PortamlpWarning,
     TrainingInterrupted,
 )
-from .network import Network
-from .saving import load
-from .train import train
+from .files.models import load
+from .nn.network import Network
+from .training.config import EpochRecord, TrainConfig, TrainResult
+from .training.train import train
 
 try:
     __version__ = _version("portamlp")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import portamlp
-from portamlp.backend import BACKEND_NAMES, to_numpy
+from portamlp.backends import BACKEND_NAMES, LIBRARIES, to_numpy
 
 
 def test_available_backends_reports_every_backend():
@@ -29,19 +29,16 @@ def test_numpy_backend_attributes():
 
 @pytest.mark.parametrize("cupy_works", [True, False])
 def test_auto_picks_cupy_only_when_it_works(monkeypatch, cupy_works):
-    from portamlp import backend as bmod
-
     probes = []
+    for name, entry in LIBRARIES.items():
+        def probe(name=name):
+            probes.append(name)
+            return "no CUDA device found" if name == "cupy" and not cupy_works else None
 
-    def probe(name):
-        probes.append(name)
-        if name == "cupy":
-            return None if cupy_works else "no CUDA device found"
-        return None
-
-    monkeypatch.setattr(bmod, "_probe", probe)
-    monkeypatch.setattr(bmod, "_namespace", lambda name: f"namespace of {name}")
-    monkeypatch.setattr(bmod, "_resolve_device", lambda name, xp, device: f"device of {name}")
+        monkeypatch.setattr(entry, "probe", probe)
+        monkeypatch.setattr(entry, "namespace", lambda name=name: f"namespace of {name}")
+        monkeypatch.setattr(entry, "resolve_device",
+                            lambda xp, device, name=name: f"device of {name}")
     chosen = portamlp.get_backend("auto")
     assert chosen.name == ("cupy" if cupy_works else "numpy")
     assert chosen.xp == f"namespace of {chosen.name}" and probes[0] == "cupy"
@@ -65,10 +62,7 @@ def test_unknown_backend_names_it_and_lists_usable_ones():
 
 
 def test_unusable_backend_says_how_to_install(monkeypatch):
-    from portamlp import backend as bmod
-
-    monkeypatch.setattr(bmod, "_probe",
-                        lambda name: "CuPy is not installed" if name == "cupy" else None)
+    monkeypatch.setattr(LIBRARIES["cupy"], "probe", lambda: "CuPy is not installed")
     with pytest.raises(ValueError) as info:
         portamlp.get_backend("cupy")
     msg = str(info.value)
@@ -132,7 +126,7 @@ def test_unusable_torch_device_is_a_value_error():
 
 
 def test_native_library_is_the_library_itself_and_names_a_near_miss():
-    from portamlp.backend import native_library
+    from portamlp.backends import native_library
 
     assert native_library("numpy") is np
     with pytest.raises(ValueError, match="unknown backend 'cupyy'.*did you mean 'cupy'"):

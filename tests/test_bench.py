@@ -143,7 +143,7 @@ def test_recipe_search_never_loads_the_test_set(tmp_path, monkeypatch):
 
     monkeypatch.setattr("portamlp.datasets.read_split", spy)
     monkeypatch.setattr("portamlp.datasets.sources.read_split", spy)
-    monkeypatch.setattr(sys.modules["portamlp.splits"], "read_split", spy)
+    monkeypatch.setattr(sys.modules["portamlp.training.data"], "read_split", spy)
     report = recipes.main(["--quick", "--only", "lr 0.1, 60", "--output",
                            str(tmp_path / "r.json")])
     assert report["rows"] and "test" not in loaded and "train" in loaded

@@ -61,7 +61,7 @@ def test_evaluate_plots(trained):
 
 
 def test_predict_a_png_of_a_test_image(trained):
-    from portamlp.backend import to_numpy
+    from portamlp.backends import to_numpy
     from portamlp.cli.images import digit_to_png
 
     d, _ = trained

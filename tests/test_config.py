@@ -12,7 +12,7 @@ import pytest
 import portamlp
 from portamlp.cli.main import build_parser
 from portamlp.cli.training import flag_name, read_config
-from portamlp.config import RUN_OPTIONS, TrainConfig, cli_options, options_table
+from portamlp.training.config import RUN_OPTIONS, TrainConfig, cli_options, options_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DECLARED = [f.name for f in dataclasses.fields(TrainConfig)] + [o.name for o in RUN_OPTIONS]

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portamlp.backend import backend_of, get_backend, to_numpy
+from portamlp.backends import backend_of, get_backend, to_numpy
 from portamlp.datasets import (
     DATASETS,
     IDX_TYPES,

@@ -24,7 +24,8 @@ import pytest
 
 import portamlp
 from portamlp import Network
-from portamlp.backend import Backend, parse_device, to_numpy
+from portamlp.backends import Backend, parse_device, to_numpy
+from portamlp.backends.array_api_strict import ArrayAPIStrict
 
 STRICT_ARRAY = type(array_api_strict.asarray([0.0]))
 CPU = array_api_strict.Device("CPU_DEVICE")
@@ -196,10 +197,23 @@ class CurrentDeviceNamespace(types.ModuleType):
             self.current = previous
 
 
+class CurrentDeviceLibrary(ArrayAPIStrict):
+    """A test-only backend entry: array-api-strict arrays through :class:`CurrentDeviceNamespace`,
+    with (or, for the control, without) the device context CuPy's entry has."""
+
+    def __init__(self, ns: CurrentDeviceNamespace, with_context: bool):
+        self.ns, self.with_context = ns, with_context
+
+    def namespace(self):
+        return self.ns
+
+    def device_context(self, device):
+        return self.ns.use(device) if self.with_context else None
+
+
 def _current_device_backend(with_context=True) -> Backend:
     ns = CurrentDeviceNamespace()
-    return Backend(name="array_api_strict", xp=ns, device=DEVICE1,
-                   device_context=ns.use if with_context else None)
+    return Backend(library=CurrentDeviceLibrary(ns, with_context), xp=ns, device=DEVICE1)
 
 
 def test_second_device_keeps_training_prediction_and_optimizer_state_there(tiny):
@@ -227,7 +241,7 @@ def test_optimizer_state_lives_on_the_second_device(tiny, tmp_path):
     be = _current_device_backend()
     portamlp.train(x=x, y=y, layers=(6, 5, 4), epochs=1, batch_size=10, seed=0, momentum=0.9,
                    learning_rate=0.05, backend=be, checkpoint=tmp_path)
-    from portamlp.optim import make_optimizer
+    from portamlp.training.optimizers import make_optimizer
 
     net = Network.initialize((6, 5, 4), seed=0, backend=be)
     with be.activate():
@@ -296,10 +310,10 @@ class _FakeCupy(types.ModuleType):
 
 @pytest.mark.parametrize("fails", [True, False])
 def test_cupy_probe_runs_a_product_and_a_kernel(monkeypatch, fails):
-    from portamlp import backend as bmod
+    from portamlp.backends import cupy as cupy_entry
 
     monkeypatch.setitem(sys.modules, "cupy", _FakeCupy(fails))
-    bmod._probe_cupy.cache_clear()
+    cupy_entry._probe.cache_clear()
     try:
         status = portamlp.available_backends()["cupy"]
         if fails:
@@ -309,7 +323,7 @@ def test_cupy_probe_runs_a_product_and_a_kernel(monkeypatch, fails):
         else:
             assert status.usable
     finally:
-        bmod._probe_cupy.cache_clear()
+        cupy_entry._probe.cache_clear()
 
 
 def test_torch_take_is_one_index_select(monkeypatch):
@@ -339,11 +353,11 @@ def test_cross_entropy_loss_uses_no_clip(monkeypatch, tiny):
 
 
 @pytest.mark.parametrize("module, target, match", [
-    ("portamlp.optim", "SGD.__init__", "during allocating the optimizer state"),
-    ("portamlp.loop", "Trainer._validation_vector", "during validation"),
-    ("portamlp.loop", "Trainer.evaluate", "during the final test"),
-    ("portamlp.splits", "stage_named", "during staging the data"),
-    ("portamlp.network", "Network.backprop", "during a training step"),
+    ("portamlp.training.optimizers", "SGD.__init__", "during allocating the optimizer state"),
+    ("portamlp.training.loop", "Trainer._validation_vector", "during validation"),
+    ("portamlp.training.loop", "Trainer.evaluate", "during the final test"),
+    ("portamlp.training.data", "stage_named", "during staging the data"),
+    ("portamlp.nn.network", "Network.backprop", "during a training step"),
 ])
 def test_out_of_memory_names_its_phase(monkeypatch, module, target, match):
     def exhausted(*args, **kwargs):
@@ -361,7 +375,7 @@ def test_out_of_memory_names_its_phase(monkeypatch, module, target, match):
 
 
 def test_chunked_inference_on_array_api_strict_stays_in_bounds(monkeypatch):
-    from portamlp import network as nmod
+    from portamlp.nn import network as nmod
 
     monkeypatch.setattr(nmod, "CHUNK_ROWS", 64)
     result = portamlp.train(backend="array_api_strict", layers=(784, 8, 10), epochs=1,

@@ -11,7 +11,7 @@ import pytest
 
 import portamlp
 from portamlp import fast
-from portamlp.optim import SGD, Adam
+from portamlp.training.optimizers import SGD, Adam
 
 KERNELS = resources.files("portamlp.fast").joinpath("kernels.cu").read_text()
 
@@ -27,7 +27,7 @@ def test_codes_match_the_kernels_defines():
     slots = _defines("HP")
     assert [name for name, _ in sorted(slots.items(), key=lambda kv: kv[1])] == \
         list(fast.HYPER_PARAMETERS)
-    assert set(portamlp.activations.ACTIVATIONS) < set(fast.ACTIVATION_CODES)
+    assert set(portamlp.nn.activations.ACTIVATIONS) < set(fast.ACTIVATION_CODES)
 
 
 def test_blockers_name_each_reason():

@@ -6,9 +6,9 @@ import pytest
 
 import portamlp
 from portamlp import Network
-from portamlp.activations import ACTIVATIONS
-from portamlp.backend import to_numpy
-from portamlp.losses import COSTS
+from portamlp.backends import to_numpy
+from portamlp.nn.activations import ACTIVATIONS
+from portamlp.nn.costs import COSTS
 
 
 def _numeric_gradients(net, x, y, eps=1e-6):
@@ -137,7 +137,7 @@ def test_predict_proba_predict_and_evaluate(backend, rng):
 
 
 def test_predict_on_more_rows_than_one_chunk():
-    from portamlp import network as nmod
+    from portamlp.nn import network as nmod
 
     net = Network.initialize((3, 2), seed=0, backend="numpy")
     x = np.random.default_rng(0).standard_normal((nmod.CHUNK_ROWS + 5, 3))

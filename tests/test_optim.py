@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from portamlp.backend import to_numpy
-from portamlp.optim import SGD, Adam, make_optimizer
+from portamlp.backends import to_numpy
+from portamlp.training.optimizers import SGD, Adam, make_optimizer
 
 
 def _setup(backend, rng):

@@ -430,7 +430,7 @@ def test_predict_dask_on_a_local_cluster_equals_predict_on_all_of_mnist(small_ne
         assert np.array_equal(labels.compute(), expected)
 
         def loads():
-            from portamlp.parallel.dask_inference import payload_loads
+            from portamlp.distributed.dask_inference import payload_loads
 
             return payload_loads()
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import portamlp
-from portamlp.backend import to_numpy
-from portamlp.dropout import Dropout, counter_hash, step_key
+from portamlp.backends import to_numpy
+from portamlp.training.dropout import Dropout, counter_hash, step_key
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = dict(layers=(784, 24, 10), train_length=1000, validation_length=300, test_length=300,
@@ -209,7 +209,7 @@ def test_bad_values_name_the_valid_range(option, match):
 @pytest.mark.parametrize("name", ["mnist-dropout.toml", "fashion-mnist.toml"])
 def test_the_recipes_are_valid_config_files(name, tmp_path):
     from portamlp.cli.training import read_config
-    from portamlp.config import TrainConfig
+    from portamlp.training.config import TrainConfig
 
     options = read_config(ROOT / "examples" / name)
     settings = {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import portamlp
 from portamlp import DivergenceError, Network
-from portamlp.checkpoint import checkpoint_path, load_checkpoint
+from portamlp.files.checkpoints import checkpoint_path, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = dict(layers=(784, 16, 10), train_length=2000, validation_length=200, test_length=200,
@@ -139,9 +139,9 @@ def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):
 
 CHILD_SAVE = textwrap.dedent("""
     import sys, portamlp
-    from portamlp.checkpoint import save_checkpoint
-    from portamlp.config import RunPosition
-    from portamlp.optim import SGD
+    from portamlp.files.checkpoints import save_checkpoint
+    from portamlp.training.config import RunPosition
+    from portamlp.training.optimizers import SGD
     path, kind = sys.argv[1], sys.argv[2]
     nets = [portamlp.Network.initialize((784, 64, 10), seed=s, backend="numpy") for s in (0, 1)]
     opts = [SGD(n.parameters(), n.xp, learning_rate=0.1, momentum=0.9) for n in nets]

@@ -73,7 +73,7 @@ def call(server, path: str, body: bytes | None = None,
 def expected_answer(net, digit: np.ndarray) -> np.ndarray:
     """What the library itself says of a prepared digit."""
     x = net.preprocessing.apply(digit.reshape(1, 784), net.dtype)
-    return portamlp.backend.to_numpy(net.predict_proba(x))[0]
+    return portamlp.backends.to_numpy(net.predict_proba(x))[0]
 
 
 def start(server):
@@ -403,7 +403,7 @@ def test_latency_benchmark_reports_its_figures(tmp_path):
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory):
     """A 784-256-128-10 network trained for 5 epochs (≥ 97 % test accuracy) and its record."""
-    from portamlp.cli.records import write_run_record
+    from portamlp.files.run_records import write_run_record
 
     result = portamlp.train(layers=[784, 256, 128, 10], activation="relu", cost="cross_entropy",
                             learning_rate=0.05, momentum=0.9, batch_size=100, epochs=5,

@@ -115,7 +115,7 @@ def test_any_labels_and_the_fitted_attributes(blobs):
     assert isinstance(est.network_, portamlp.Network) and est.network_.layers == (8, 16, 3)
     assert est.out_activation_ == "softmax" and est.n_layers_ == 3 and est.t_ == 30 * 240
     # coefs_ is scikit-learn's layout of the network's weights, and a copy
-    assert np.allclose(est.coefs_[0], portamlp.backend.to_numpy(est.network_.weights[0]).T)
+    assert np.allclose(est.coefs_[0], portamlp.backends.to_numpy(est.network_.weights[0]).T)
     est.coefs_[0][...] = 0
     assert np.abs(est.coefs_[0]).sum() > 0
 

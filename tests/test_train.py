@@ -287,7 +287,7 @@ def test_threads_option_limits_blas_during_training_only(rng):
 
 
 def test_default_threads_policy():
-    from portamlp import threads
+    from portamlp.backends import threads
 
     assert threads.blas_threads((784, 30, 10), 10) == 1  # small products: one thread
     assert threads.blas_threads((784, 30, 10), 10, threads=3) == 3
@@ -312,8 +312,8 @@ def test_given_network_accepts_its_own_backend_and_device(mnist_small):
 
 
 def test_dead_classes_are_reported_when_they_stay_dead_not_for_one_epoch():
-    from portamlp.config import EpochRecord
-    from portamlp.loop import _DeadClasses
+    from portamlp.training.config import EpochRecord
+    from portamlp.training.loop import _DeadClasses
 
     def records(*dead):
         return [EpochRecord(epoch=i + 1, seconds=0.0, train_loss=0.0, never_predicted=d)

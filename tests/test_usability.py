@@ -14,7 +14,7 @@ from cli_helpers import run
 
 import portamlp
 from portamlp import Network, PortamlpWarning
-from portamlp.backend import to_numpy
+from portamlp.backends import to_numpy
 
 SMALL = dict(train_length=3000, validation_length=500, test_length=1000, seed=0)
 

@@ -144,7 +144,7 @@ class DigitApp:
         import portamlp
 
         from ..errors import warn
-        from .records import read_run_record
+        from ..files.run_records import read_run_record
         from .tools import preprocessing_for
 
         model = Path(model)
@@ -180,7 +180,7 @@ class DigitApp:
 
     def probabilities(self, digit: np.ndarray) -> np.ndarray:
         """Class probabilities (10,) of one prepared 28×28 uint8 image, as a NumPy array."""
-        from ..backend import to_numpy
+        from ..backends import to_numpy
 
         x = self.preprocessing.apply(digit.reshape(1, 784), self.network.dtype)
         with self._lock:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import warn
+from ..files.run_records import read_run_record, run_record_path
 from .common import CLIError, add_common
-from .records import read_run_record, run_record_path
 
 __all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot",
            "preprocessing_for"]
@@ -106,7 +106,7 @@ def _dataset(args) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from ..backend import to_numpy
+    from ..backends import to_numpy
     from ..datasets import load
 
     if args.plot:
@@ -156,7 +156,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..backend import to_numpy
+    from ..backends import to_numpy
 
     if not args.images and not args.index:
         raise CLIError("give image files to classify, or --index N for a test image")
@@ -213,7 +213,7 @@ def cmd_predict(args) -> int:
 def cmd_info(args) -> int:
     import portamlp
 
-    from .records import environment
+    from ..files.run_records import environment
 
     env = environment()
     backends = portamlp.available_backends()

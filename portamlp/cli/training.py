@@ -19,11 +19,11 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..config import DEFAULT_LAYERS, cli_options
 from ..distributed import Communicator, communicator
 from ..errors import TrainingInterrupted
+from ..files.run_records import run_record_path, write_run_record
+from ..training.config import DEFAULT_LAYERS, cli_options
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, add_common
-from .records import run_record_path, write_run_record
 
 __all__ = ["add_parser", "cmd_train", "read_config", "flag_name", "in_flag_terms", "config_keys"]
 
@@ -147,7 +147,7 @@ def _default_save_path(options: dict) -> Path:
 
 def _check_save(save: Path, force: bool) -> None:
     """Fail before training, in command-line terms, if the network could not be saved."""
-    from ..saving import FORMATS, check_save_path
+    from ..files.models import FORMATS, check_save_path
 
     if save.suffix.lower() not in FORMATS:
         raise CLIError(f"--save {save}: unknown extension {save.suffix or '(none)'}; name the "
@@ -252,7 +252,7 @@ def _prepare(args, options: dict) -> Path:
 
     naming = options
     if options.get("resume") is not None:
-        from ..checkpoint import load_checkpoint
+        from ..files.checkpoints import load_checkpoint
 
         naming = load_checkpoint(options["resume"]).config  # name the output after that run
     if options.get("network") is not None:

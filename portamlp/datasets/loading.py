@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, get_backend, memory_phase
+from ..backends import Backend, get_backend, memory_phase
 from ..checks import check_choice, check_dtype, check_int
 from .registry import default_validation_length
 from .scaling import Preprocessing

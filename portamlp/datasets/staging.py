@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, get_backend
+from ..backends import Backend, get_backend
 from ..checks import check_int
-from ..losses import one_hot
+from ..nn.costs import one_hot
 
 __all__ = ["DeviceDataset"]
 

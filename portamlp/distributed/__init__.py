@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
-from ..backend import Backend, get_backend, gpu_count
+from ..backends import Backend, get_backend
 
 __all__ = ["Communicator", "SingleProcess", "SINGLE_PROCESS", "COMMUNICATORS", "communicator",
            "GradientExchange", "abort_on_failure", "local_backend"]
@@ -136,13 +136,13 @@ def communicator(distributed: str | None) -> Communicator:
 
 
 def local_backend(backend: Backend, local_rank: int) -> Backend:
-    """``backend`` moved to GPU ``local_rank % n_gpus`` for a CUDA backend (CuPy, or PyTorch on
-    CUDA); any other backend unchanged. Each rank of a node then uses its own GPU."""
-    if backend.name == "cupy":
-        return get_backend("cupy", local_rank % gpu_count("cupy"))
-    if backend.name == "torch" and str(backend.device).startswith("cuda"):
-        return get_backend("torch", f"cuda:{local_rank % gpu_count('torch')}")
-    return backend
+    """``backend`` moved to GPU ``local_rank % n_gpus`` when it runs on a CUDA device (CuPy,
+    or PyTorch on CUDA); any other backend unchanged. Each rank of a node then uses its own
+    GPU."""
+    library = backend.library
+    if not library.is_gpu(backend.device):
+        return backend
+    return get_backend(library, local_rank % library.gpu_count())
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import numpy as np
 from mpi4py import MPI
 
-from ..backend import Backend, backend_of, library_of, synchronize_gpu, to_numpy
+from ..backends import Backend, backend_of, library_for, library_of, synchronize_gpu, to_numpy
 from . import GradientExchange, abort_on_failure, local_backend
 
 __all__ = ["MPICommunicator", "world", "cuda_awareness", "describe", "ENV_CUDA_AWARE"]
@@ -59,8 +59,8 @@ def cuda_awareness() -> tuple[bool, str]:
 
 
 def _on_gpu(array: Any) -> bool:
-    lib = library_of(array)
-    return lib == "cupy" or (lib == "torch" and array.device.type == "cuda")
+    entry = library_for(array)
+    return entry is not None and entry.is_gpu(entry.device_of(array))
 
 
 class MPICommunicator:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .. import fast as settings
-from ..activations import ACTIVATIONS
-from ..backend import native_library
+from ..backends import native_library
 from ..errors import PortamlpWarning, warn
+from ..nn.activations import ACTIVATIONS
 from . import (
     ACTIVATION_CODES,
     HYPER_PARAMETERS,

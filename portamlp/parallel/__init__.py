@@ -16,7 +16,7 @@ def predict_dask(network, images):
 
     See :func:`portamlp.parallel.dask_inference.predict_dask` (needs ``portamlp[dask]``).
     """
-    from .dask_inference import predict_dask as predict
+    from ..distributed.dask_inference import predict_dask as predict
 
     return predict(network, images)
 
@@ -26,6 +26,6 @@ def predict_proba_dask(network, images):
 
     See :func:`portamlp.parallel.dask_inference.predict_proba_dask` (needs ``portamlp[dask]``).
     """
-    from .dask_inference import predict_proba_dask as predict_proba
+    from ..distributed.dask_inference import predict_proba_dask as predict_proba
 
     return predict_proba(network, images)

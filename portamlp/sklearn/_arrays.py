@@ -9,13 +9,12 @@ move results back.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 from sklearn import get_config
 
-from ..backend import BACKEND_NAMES, Backend, backend_of, get_backend, library_of, to_numpy
+from ..backends import Backend, backend_of, get_backend, library_for, library_of, to_numpy
 
 __all__ = ["dispatch_enabled", "place_of", "backend_for_place", "device_spec", "namespace_of",
            "take_rows", "to_place", "host_array", "NUMPY_PLACE"]
@@ -30,22 +29,17 @@ def dispatch_enabled() -> bool:
 
 
 def _is_device_array(x: Any) -> bool:
-    return hasattr(x, "shape") and library_of(x) in BACKEND_NAMES and library_of(x) != "numpy"
+    if not hasattr(x, "shape"):
+        return False
+    library = library_for(x)
+    return library is not None and library.name != "numpy"
 
 
 def device_spec(backend: Backend) -> Any:
     """The backend's device as plain data that :func:`portamlp.get_backend` accepts again:
     None (NumPy), ``"cuda:0"`` / ``"cpu"`` (PyTorch), an index (CuPy), a name
     (array-api-strict)."""
-    device = backend.device
-    if backend.name == "numpy":
-        return None
-    if backend.name == "cupy":
-        return int(device.id)
-    if backend.name == "torch":
-        return str(device)
-    match = re.match(r"^.*\('(.*)'\)$", repr(device))
-    return match.group(1) if match else str(device)
+    return backend.library.device_spec(backend.device)
 
 
 def place_of(x: Any) -> tuple[str, Any]:
@@ -90,6 +84,6 @@ def to_place(array: Any, place: tuple[str, Any]) -> Any:
 
 def host_array(a: Any) -> np.ndarray:
     """A host NumPy view or copy of labels / weights from any library, list or pandas object."""
-    if hasattr(a, "shape") and library_of(a) in BACKEND_NAMES:
+    if hasattr(a, "shape") and library_for(a) is not None:
         return to_numpy(a)
     return np.asarray(a)

@@ -30,13 +30,13 @@ from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ..config import EpochRecord
 from ..errors import TrainingInterrupted
-from ..host import INITS
-from ..inputs import as_features
-from ..network import Network
-from ..saving import load as load_network
-from ..train import train
+from ..files.models import load as load_network
+from ..nn.init import INITS
+from ..nn.inputs import as_features
+from ..nn.network import Network
+from ..training.config import EpochRecord
+from ..training.train import train
 from . import _persist
 from ._arrays import (
     NUMPY_PLACE,

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, to_numpy
+from ..backends import Backend, to_numpy
 from ..errors import ModelFormatError, PortamlpWarning, warn
-from ..network import Network
-from ..saving import (
+from ..files.models import (
     MAX_FILE_BYTES,
     atomic_write_bytes,
     check_save_path,
@@ -34,6 +33,7 @@ from ..saving import (
     to_document,
     to_tensors,
 )
+from ..nn.network import Network
 from ._arrays import backend_for_place, device_spec
 
 __all__ = ["network_state", "network_from_state", "optimizer_state_to_host",

@@ -26,8 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(f"Dask inference needs Dask ({exc}): pip install \"portamlp[dask]\"") \
         from exc
 
-from ..backend import backend_of, library_of
-from ..network import Network
+from ..backends import backend_of, library_of
+from ..nn.network import Network
 
 __all__ = ["predict_dask", "predict_proba_dask", "NetworkPayload", "payload_loads"]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, to_numpy
-from .config import RunPosition
-from .errors import ModelFormatError
-from .network import Network
-from .saving import (
+from ..backends import Backend, to_numpy
+from ..errors import ModelFormatError
+from ..nn.network import Network
+from ..training.config import RunPosition
+from .models import (
     CHECKPOINT_KEY,
     CHECKPOINT_NAME,
     MAX_FILE_BYTES,

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .activations import ACTIVATIONS
-from .checks import (
+from ..checks import (
     DTYPES,
     check_bool,
     check_choice,
@@ -31,16 +30,17 @@ from .checks import (
     check_int,
     check_layers,
 )
-from .datasets.scaling import SCALES, check_scale
-from .fast import FAST_PATH_MODES, GRAPH_STEPS
-from .host import INITS
-from .losses import COSTS
-from .optim import OPTIMIZERS
+from ..datasets.scaling import SCALES, check_scale
+from ..fast import FAST_PATH_MODES, GRAPH_STEPS
+from ..nn.activations import ACTIVATIONS
+from ..nn.costs import COSTS
+from ..nn.init import INITS
+from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .stopping import MONITORS
 
 if TYPE_CHECKING:
-    from .network import Network
+    from ..nn.network import Network
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "RunPosition", "RunOption",
            "RUN_OPTIONS", "DEFAULT_LAYERS", "DEFAULT_HIDDEN", "options_table", "options_doc",

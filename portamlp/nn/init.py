@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import to_numpy
-from .checks import check_choice
+from ..backends import to_numpy
+from ..checks import check_choice
 
 __all__ = ["INITS", "make_rng", "fresh_seed", "initial_parameters", "rng_state",
            "set_rng_state", "permutation", "epoch_loss", "summary_values"]

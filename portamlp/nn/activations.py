@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import check_choice
+from ..checks import check_choice
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .checks import check_choice
+from ..checks import check_choice
 
 __all__ = ["SGD", "Adam", "make_optimizer", "apply_max_norm", "OPTIMIZERS"]
 

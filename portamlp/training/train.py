@@ -18,8 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from .backend import BACKEND_NAMES, Backend, backend_of, get_backend, library_of, memory_phase
-from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint
+from ..backends import Backend, backend_of, get_backend, library_for, memory_phase
+from ..distributed import Communicator, communicator
+from ..errors import DivergenceError, TrainingInterrupted, warn
+from ..files.checkpoints import Checkpoint, checkpoint_path, load_checkpoint
+from ..nn.init import fresh_seed, make_rng, rng_state, set_rng_state
+from ..nn.inputs import host_numeric, label_range
+from ..nn.network import Network
 from .config import (
     DEFAULT_HIDDEN,
     DEFAULT_LAYERS,
@@ -28,15 +33,9 @@ from .config import (
     TrainResult,
     options_doc,
 )
-from .distributed import Communicator, communicator
-from .errors import DivergenceError, TrainingInterrupted, warn
-from .host import fresh_seed, make_rng, rng_state, set_rng_state
-from .inputs import host_numeric, label_range
+from .data import Splits, stage_splits
 from .loop import Trainer
-from .network import Network
-from .optim import make_optimizer
-from .splits import Splits, stage_splits
-from .threads import limit_blas_threads
+from .optimizers import make_optimizer
 
 __all__ = ["train"]
 
@@ -195,7 +194,7 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
     threads = cfg.threads
     if threads is None and comm.size > 1:  # the ranks of a node share its cores
         threads = max(1, (os.cpu_count() or 1) // comm.local_size)
-    with be.activate(), limit_blas_threads(be.name, cfg.layers, cfg.batch_size, threads):
+    with be.activate(), be.library.compute_limits(cfg.layers, cfg.batch_size, threads):
         net = _make_network(cfg, network, ckpt, be, rng)
         data = stage_splits(cfg, net, x, y, validation_data, test_data, sample_weight, root,
                             download)
@@ -362,7 +361,7 @@ def _adopt_network_settings(network: Network, settings: dict, given: set) -> Non
         if key in given and mine is not None:
             mine = tuple(mine) if key == "layers" and not isinstance(mine, str) else mine
             if key == "dtype":
-                from .checks import check_dtype
+                from ..checks import check_dtype
 
                 mine = check_dtype(mine)
             if mine != value:
@@ -387,8 +386,9 @@ def _choose_backend(backend, device, network: Network | None, x) -> Backend:
         return network.backend
     if backend is not None:
         return get_backend(backend, device)
-    if x is not None and library_of(x) in BACKEND_NAMES:
-        return backend_of(x) if device is None else get_backend(library_of(x), device)
+    library = None if x is None else library_for(x)
+    if library is not None:
+        return backend_of(x) if device is None else get_backend(library, device)
     return get_backend(None, device)
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..checks import check_choice
 from .activations import Activation
-from .checks import check_choice
 
 __all__ = ["Cost", "COSTS", "get_cost", "softmax", "one_hot"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, to_numpy
+from ..backends import Backend, to_numpy
 
 __all__ = ["as_features", "as_labels", "host_numeric", "host_labels", "label_range"]
 

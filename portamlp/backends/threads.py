@@ -6,7 +6,8 @@ multi-threaded BLAS waits on the preempted thread at every product — a run can
 times slower. So by default portamlp uses one thread for small products and, for large ones, as
 many threads as there are idle cores (read from ``/proc/stat`` over 50 ms on Linux). An explicit
 ``threads=`` wins. The limit applies only while ``train`` runs (threadpoolctl), and only to the
-NumPy backend: the caller's process-wide settings are restored afterwards.
+NumPy backend (its entry's ``compute_limits``): the caller's process-wide settings are restored
+afterwards.
 """
 
 from __future__ import annotations
@@ -78,11 +79,8 @@ def blas_threads(layers, batch_size: int, threads: int | None = None) -> int:
 
 
 @contextlib.contextmanager
-def limit_blas_threads(backend_name: str, layers, batch_size: int, threads: int | None):
-    """Cap BLAS threads for the duration of a NumPy training run; a no-op elsewhere."""
-    if backend_name != "numpy":
-        yield None
-        return
+def limit_blas_threads(layers, batch_size: int, threads: int | None):
+    """Cap BLAS threads for the duration of a NumPy training run."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # optional at run time: without it, BLAS keeps its own setting

@@ -19,14 +19,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from ..backends import Backend, get_backend, memory_phase, to_numpy
+from ..checks import check_dtype, check_layers
+from ..datasets.scaling import Preprocessing
+from ..errors import warn
 from .activations import Activation, get_activation
-from .backend import Backend, get_backend, memory_phase, to_numpy
-from .checks import check_dtype, check_layers
-from .datasets.scaling import Preprocessing
-from .errors import warn
-from .host import initial_parameters, make_rng
+from .costs import Cost, get_cost, one_hot
+from .init import initial_parameters, make_rng
 from .inputs import as_features, as_labels, host_numeric
-from .losses import Cost, get_cost, one_hot
 
 __all__ = ["Network", "CHUNK_ROWS"]
 
@@ -345,7 +345,7 @@ class Network:
         return int(correct) / x.shape[0]
 
     def _load_dataset(self, name: str, split: str, **load_options):
-        from .datasets.loading import load
+        from ..datasets.loading import load
 
         preprocessing = self.preprocessing
         if preprocessing is None and "scale" not in load_options:
@@ -402,7 +402,7 @@ class Network:
     def save(self, path, *, format: str | None = None, overwrite: bool = False) -> None:
         """Save to ``path`` (JSON or safetensors; see :mod:`portamlp.saving`). Refuses to replace
         an existing file unless ``overwrite=True``. The write is atomic."""
-        from .saving import save  # the one lazy back-reference: the model saves itself
+        from ..files.models import save  # the one lazy back-reference: the model saves itself
 
         save(self, path, format=format, overwrite=overwrite)
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .backend import memory_phase
+from ..backends import memory_phase
+from ..datasets.registry import default_validation_length, n_classes
+from ..datasets.scaling import Preprocessing
+from ..datasets.sources import read_split
+from ..datasets.staging import DeviceDataset
+from ..nn.inputs import as_features, as_labels, host_numeric
+from ..nn.network import Network
 from .config import TrainConfig
-from .datasets.registry import default_validation_length, n_classes
-from .datasets.scaling import Preprocessing
-from .datasets.sources import read_split
-from .datasets.staging import DeviceDataset
-from .inputs import as_features, as_labels, host_numeric
-from .network import Network
 
 __all__ = ["Splits", "stage_splits", "stage_named", "stage_arrays"]
 

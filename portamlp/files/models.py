@@ -44,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .backend import Backend
-from .checks import DTYPES, check_choice
-from .datasets.scaling import Preprocessing
-from .errors import ModelFormatError
-from .losses import COSTS
-from .network import Network
+from ..backends import Backend
+from ..checks import DTYPES, check_choice
+from ..datasets.scaling import Preprocessing
+from ..errors import ModelFormatError
+from ..nn.activations import ACTIVATIONS
+from ..nn.costs import COSTS
+from ..nn.network import Network
 
 __all__ = ["save", "load", "atomic_write_bytes", "check_save_path", "read_safetensors",
            "encode_safetensors", "FORMAT_NAME", "FORMAT_VERSION", "FORMATS", "MAX_FILE_BYTES",

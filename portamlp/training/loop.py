@@ -22,19 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from . import fast
-from .backend import memory_phase
-from .checkpoint import checkpoint_path, save_checkpoint
+from .. import fast
+from ..backends import memory_phase
+from ..datasets.staging import DeviceDataset
+from ..distributed import SINGLE_PROCESS, Communicator
+from ..errors import DivergenceError, PortamlpWarning, TrainingInterrupted, warn
+from ..files.checkpoints import checkpoint_path, save_checkpoint
+from ..nn.init import epoch_loss, rng_state, summary_values
+from ..nn.network import Network
 from .config import EpochRecord, RunPosition, TrainConfig
-from .datasets.staging import DeviceDataset
-from .distributed import SINGLE_PROCESS, Communicator
+from .data import Splits
 from .dropout import Dropout
-from .errors import DivergenceError, PortamlpWarning, TrainingInterrupted, warn
-from .host import epoch_loss, rng_state, summary_values
-from .network import Network
-from .optim import apply_max_norm
+from .optimizers import apply_max_norm
 from .schedules import LearningRate
-from .splits import Splits
 from .stopping import EarlyStopping, higher_is_better, monitored_figure
 
 __all__ = ["Trainer", "progress_bar", "stop_on_signals"]

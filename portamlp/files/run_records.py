@@ -57,7 +57,7 @@ def write_run_record(path: Path, *, model: Path, config: dict, network, history:
                      test_accuracy: float | None, stopped_early: bool, overwrite: bool,
                      interrupted: bool = False, fast_step: bool | None = None) -> dict[str, Any]:
     """Write the run record of a trained (or interrupted) run atomically; return it."""
-    from ..saving import atomic_write_bytes
+    from .models import atomic_write_bytes
 
     record = {
         "model": str(model.name),

@@ -1,0 +1,1 @@
+"""Files: model files (JSON, safetensors), checkpoints and run records."""
