@@ -245,7 +245,7 @@ def test_optimizer_state_lives_on_the_second_device(tiny, tmp_path):
 
     net = Network.initialize((6, 5, 4), seed=0, backend=be)
     with be.activate():
-        opt = make_optimizer("adam", net.parameters(), be.xp, learning_rate=0.01)
+        opt = make_optimizer("adam", net.parameters(), be, learning_rate=0.01)
     assert all(a.device == DEVICE1 for a in opt.state_arrays().values())
     resumed = portamlp.train(x=x, y=y, resume=tmp_path, epochs=2, backend=be)
     assert all(p.device == DEVICE1 for p in resumed.network.parameters())

@@ -3,7 +3,6 @@ same weights, losses and accuracy as the portable step it stands in for."""
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 
 import numpy as np
@@ -11,36 +10,82 @@ import pytest
 
 import portamlp
 from portamlp import fast
-from portamlp.training.optimizers import SGD, Adam
+from portamlp.fast import source
+from portamlp.nn.activations import ACTIVATIONS
+from portamlp.nn.costs import COSTS
+from portamlp.training.optimizers import make_optimizer
 
 KERNELS = resources.files("portamlp.fast").joinpath("kernels.cu").read_text()
 
 
-def _defines(prefix: str) -> dict[str, int]:
-    return {m[1].lower(): int(m[2]) for m in re.finditer(rf"#define {prefix}_(\w+) (\d+)", KERNELS)}
-
-
 # -- host-side logic (no GPU needed)
-def test_codes_match_the_kernels_defines():
-    assert _defines("ACT") == fast.ACTIVATION_CODES
-    assert _defines("OPT") == fast.OPTIMIZER_CODES
-    slots = _defines("HP")
-    assert [name for name, _ in sorted(slots.items(), key=lambda kv: kv[1])] == \
-        list(fast.HYPER_PARAMETERS)
-    assert set(portamlp.nn.activations.ACTIVATIONS) < set(fast.ACTIVATION_CODES)
+def test_kernel_mathematics_comes_from_the_registries():
+    codes = source.activation_codes()
+    assert set(codes) == {n for n, a in ACTIVATIONS.items() if a.has_kernel} | {"identity"}
+    assert sorted(codes.values()) == list(range(len(codes)))
+    assert set(source.cost_codes()) == {n for n, c in COSTS.items() if c.kernel_row}
+    for rule in _rules().values():
+        text = source.kernel_source("float32", rule)
+        assert "#define real float" in text and rule.code in text
+        for name, entry in ACTIVATIONS.items():
+            assert f"case {codes[name]}: return {entry.kernel_f};" in text
+            assert f"case {codes[name]}: return {entry.kernel_f_prime};" in text
+        for cost in COSTS.values():
+            assert cost.kernel_row in text
+    # the kernels themselves name no activation, cost or optimizer
+    for name in [*ACTIVATIONS, *COSTS, "OPT_", "ACT_", "adam", "nesterov"]:
+        assert name.upper() not in KERNELS and f" {name} " not in KERNELS.lower(), name
+
+
+class _Net:
+    def __init__(self, backend="cupy", activation="sigmoid", cost="quadratic"):
+        self.backend = type("B", (), {"name": backend})()
+        self.activation, self.cost = activation, cost
+
+
+class _Config:
+    dropout = input_dropout = 0.0
+    max_norm = None
+
+
+def _optimizer(name="sgd", **hyper):
+    from portamlp.training.optimizers import make_optimizer
+
+    params = [np.zeros((3, 2)), np.zeros(3)]
+    return make_optimizer(name, params, portamlp.get_backend("numpy"), learning_rate=0.1,
+                          **hyper)
 
 
 def test_blockers_name_each_reason():
-    ok = dict(backend="cupy", layers=(784, 30, 10), batch_size=10)
-    assert fast.blockers(**ok) == []
-    assert fast.blockers(**dict(ok, layers=(784, 256, 128, 10), batch_size=128)) == []
-    assert "CuPy backend (this run uses numpy)" in fast.blockers(**dict(ok, backend="numpy"))[0]
-    assert "dropout" in fast.blockers(**ok, dropout=0.5)[0]
-    assert "dropout" in fast.blockers(**ok, input_dropout=0.2)[0]
-    assert "max_norm" in fast.blockers(**ok, max_norm=3.0)[0]
-    assert "sample_weight" in fast.blockers(**ok, sample_weight=True)[0]
-    assert "distributed" in fast.blockers(**ok, processes=2)[0]
-    assert fast.blockers(**dict(ok, layers=(784, 4096, 4096, 10), batch_size=1024)) == []
+    ok = dict(sample_weight=False, processes=1)
+    cfg = _Config()
+    assert fast.blockers(_Net(), _optimizer(), cfg, **ok) == []
+    assert fast.blockers(_Net(activation="relu", cost="cross_entropy"), _optimizer("adam"), cfg,
+                         **ok) == []
+    assert "CuPy backend (this run uses numpy)" in fast.blockers(_Net("numpy"), _optimizer(),
+                                                                 cfg, **ok)[0]
+    for option, value, reason in [("dropout", 0.5, "dropout"), ("input_dropout", 0.2, "dropout"),
+                                  ("max_norm", 3.0, "max_norm")]:
+        changed = _Config()
+        setattr(changed, option, value)
+        assert reason in fast.blockers(_Net(), _optimizer(), changed, **ok)[0]
+    assert "sample_weight" in fast.blockers(_Net(), _optimizer(), cfg, sample_weight=True)[0]
+    assert "distributed" in fast.blockers(_Net(), _optimizer(), cfg, processes=2)[0]
+
+
+def test_an_entry_without_kernel_code_takes_the_portable_step():
+    from portamlp.nn.activations import Activation
+
+    softplus = Activation("softplus", lambda xp, z: xp.log(1.0 + xp.exp(z)),
+                          lambda xp, z, a: 1.0 - xp.exp(-a))
+    with ACTIVATIONS.added(softplus):
+        reasons = fast.blockers(_Net(activation="softplus"), _optimizer(), _Config())
+        assert reasons == ["activation 'softplus' has no kernel code (Activation.kernel_f)"]
+        assert "softplus" not in source.activation_codes()
+        with pytest.raises(ValueError, match="fast_path='on' cannot be honoured: activation "
+                                             "'softplus' has no kernel code"):
+            fast.wanted("on", reasons)
+        assert fast.wanted("auto", reasons) is False
 
 
 def test_large_steps_use_cublas_products_instead_of_graphs():
@@ -95,18 +140,151 @@ def test_epoch_plan(rows, batch, first, graph, expected):
 
 
 def test_hyper_parameters_follow_the_optimizer():
-    params = [np.zeros((3, 2)), np.zeros(3)]
-    sgd = SGD(params, np, learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    values = dict(zip(fast.HYPER_PARAMETERS, fast.hyper_parameters(sgd)))
-    assert values["lr"] == 0.1 and values["momentum"] == 0.9 and values["weight_decay"] == 1e-4
-    assert fast.optimizer_code(sgd) == fast.OPTIMIZER_CODES["nesterov"]
-    adam = Adam(params, np, learning_rate=1e-3)
+    sgd = _optimizer("sgd", momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert fast.hyper_parameters(sgd) == [0.1, 1e-4, 0.0, 0.9]
+    assert sgd.kernel_rule().name == "nesterov" and sgd.kernel_rule().states == 1
+    adam = _optimizer("adam", beta2=0.99)
     adam.t = 40
-    values = dict(zip(fast.HYPER_PARAMETERS, fast.hyper_parameters(adam, first_batch=15)))
-    assert values["adam_t0"] == 25.0  # the kernels add the step within the epoch
-    assert (values["beta1"], values["beta2"], values["eps"]) == (0.9, 0.999, 1e-8)
-    assert fast.optimizer_code(adam) == fast.OPTIMIZER_CODES["adam"]
-    assert fast.optimizer_code(SGD(params, np, learning_rate=1.0)) == fast.OPTIMIZER_CODES["sgd"]
+    # the kernels add the step within the epoch to step0
+    assert fast.hyper_parameters(adam, first_batch=15) == [0.1, 0.0, 25.0, 0.9, 0.99, 1e-8]
+    assert adam.kernel_rule().states == 2
+    assert _optimizer("sgd").kernel_rule().name == "sgd"
+
+
+def _rules():
+    return {"sgd": _optimizer("sgd").kernel_rule(),
+            "momentum": _optimizer("sgd", momentum=0.9).kernel_rule(),
+            "nesterov": _optimizer("sgd", momentum=0.9, nesterov=True).kernel_rule(),
+            "adam": _optimizer("adam", beta1=0.8, beta2=0.99, epsilon=1e-6).kernel_rule()}
+
+
+HARNESS = """
+#include <cmath>
+using std::tanh; using std::exp; using std::log; using std::sqrt; using std::pow;
+#define __device__
+#define __forceinline__ inline
+{prelude}
+extern "C" {{
+double act_f(double z, int act) {{ return activate(z, act); }}
+double act_d(double a, int act) {{ return derivative(a, act); }}
+double cost_row(int cost, const double* out, double* delta, int y, int n_out, int act,
+                double tiny) {{ return row_cost(cost, out, delta, y, n_out, act, tiny); }}
+void update_one(double* p, double* s1, double* s2, double g, double inv_rows,
+                const double* hp, long long t, int decay) {{
+    update(p, s1, s2, g, inv_rows, hp, t, decay); }}
+}}
+"""
+
+
+def _host_kernels(rule, tmp_path):
+    """The kernels' mathematics for ``rule``, compiled for the host (real = double)."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to build the kernels' mathematics on the host")
+    cpp, lib = tmp_path / f"{rule.name}.cpp", tmp_path / f"{rule.name}.so"
+    cpp.write_text(HARNESS.format(prelude=source.prelude("double", rule)))
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(lib), str(cpp)], check=True)
+    so = ctypes.CDLL(str(lib))
+    d, i, p, ll = ctypes.c_double, ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.c_longlong
+    so.act_f.restype = so.act_d.restype = so.cost_row.restype = d
+    so.act_f.argtypes = so.act_d.argtypes = [d, i]
+    so.cost_row.argtypes = [i, p, p, i, i, i, d]
+    so.update_one.restype = None
+    so.update_one.argtypes = [p, p, p, d, d, p, ll, i]
+    return so
+
+
+def _pointer(a):
+    import ctypes
+
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+
+def test_each_entrys_kernel_code_computes_what_its_array_api_code_does(tmp_path, rng):
+    """Every activation's, cost's and optimizer rule's kernel code, compiled for the host,
+    against the entry's own Array-API functions on NumPy (float64)."""
+    rules = _rules()
+    so = _host_kernels(rules["sgd"], tmp_path)
+    codes, xp = source.activation_codes(), portamlp.get_backend("numpy").xp
+    z = rng.uniform(-4, 4, 200)
+    for name, entry in ACTIVATIONS.items():
+        a = entry.f(xp, z)
+        got = np.array([so.act_f(v, codes[name]) for v in z])
+        np.testing.assert_allclose(got, a, rtol=1e-12, atol=1e-15, err_msg=name)
+        got = np.array([so.act_d(v, codes[name]) for v in a])
+        np.testing.assert_allclose(got, entry.f_prime(xp, z, a), rtol=1e-12, err_msg=name)
+    rows, k = 6, 4
+    zs = rng.uniform(-3, 3, (rows, k))
+    labels = rng.integers(0, k, rows)
+    targets = np.eye(k)[labels]
+    tiny = float(np.finfo(np.float64).smallest_normal)
+    for name, cost in COSTS.items():
+        for act_name, act in ACTIVATIONS.items():
+            a = cost.output(xp, zs, act)
+            raw, delta = cost.value_and_delta(xp, zs, a, targets, act, True)
+            out = a if cost.kernel_output == "hidden" else zs
+            got_delta, total = np.zeros((rows, k)), 0.0
+            for r in range(rows):
+                row = np.ascontiguousarray(out[r])
+                d = np.zeros(k)
+                total += so.cost_row(source.cost_codes()[name], _pointer(row), _pointer(d),
+                                     int(labels[r]), k, codes[act_name], tiny)
+                got_delta[r] = d
+            np.testing.assert_allclose(total, raw, rtol=1e-12, err_msg=f"{name}/{act_name}")
+            np.testing.assert_allclose(got_delta, delta, rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{name}/{act_name}")
+    for name, hyper in [("sgd", {}), ("momentum", dict(momentum=0.9)),
+                        ("nesterov", dict(momentum=0.9, nesterov=True)),
+                        ("adam", dict(beta1=0.8, beta2=0.99, epsilon=1e-6))]:
+        lib = so if name == "sgd" else _host_kernels(rules[name], tmp_path)
+        optimizer = "adam" if name == "adam" else "sgd"
+        be = portamlp.get_backend("numpy")
+        params = [rng.standard_normal((3, 2)), rng.standard_normal(3)]
+        start = [p.copy() for p in params]
+        opt = make_optimizer(optimizer, params, be, learning_rate=0.1, weight_decay=0.05,
+                             **hyper)
+        rule = opt.kernel_rule()
+        assert rule.name == name
+        kernel = [p.copy() for p in start]
+        states = [[np.zeros(p.size) for _ in range(2)] for p in kernel]
+        hp = np.array(fast.hyper_parameters(opt))
+        inv_rows = 1.0 / 8
+        for step in range(1, 4):
+            grads = [rng.standard_normal(p.shape) for p in params]
+            opt.step(grads, inv_rows)
+            for index, (p, g) in enumerate(zip(kernel, grads)):
+                flat, gflat = p.reshape(-1), g.reshape(-1)
+                s1, s2 = states[index]
+                for e in range(flat.size):
+                    cell = np.array([flat[e]])
+                    a1, a2 = np.array([s1[e]]), np.array([s2[e]])
+                    lib.update_one(_pointer(cell), _pointer(a1), _pointer(a2), gflat[e],
+                                   inv_rows, _pointer(hp), step, int(p.ndim == 2))
+                    flat[e], s1[e], s2[e] = cell[0], a1[0], a2[0]
+        for mine, theirs in zip(kernel, params):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, err_msg=name)
+
+
+def test_the_kernel_source_compiles_for_cuda(tmp_path):
+    """With NVIDIA's compiler here (no GPU needed), every variant of the source compiles."""
+    import shutil
+    import subprocess
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    for dtype in ("float32", "float64"):
+        for name, rule in _rules().items():
+            path = tmp_path / f"{name}-{dtype}.cu"
+            path.write_text(source.kernel_source(dtype, rule))
+            out = subprocess.run([nvcc, "--std=c++14", "-arch=sm_80", "-ptx", "-o",
+                                  str(path.with_suffix(".ptx")), str(path)],
+                                 capture_output=True, text=True)
+            assert out.returncode == 0, out.stderr
 
 
 # -- on a GPU: the fast step against the portable one
@@ -150,7 +328,7 @@ def test_fast_step_gives_the_portable_weights_after_ten_steps(options):
     x, y = _data(100)
     a, b = _run("on", x, y, **options), _run("off", x, y, **options)
     _assert_same_parameters(a, b, rtol=1e-4)
-    assert a.history[0].train_loss == pytest.approx(b.history[0].train_loss, rel=1e-4)
+    assert a.history[0].train_cost == pytest.approx(b.history[0].train_cost, rel=1e-4)
 
 
 @needs_gpu
@@ -166,7 +344,7 @@ def test_cublas_variant_gives_the_portable_weights(options):
     assert not fast.uses_graphs(options["layers"], 256)
     a, b = _run("on", x, y, **options), _run("off", x, y, **options)
     _assert_same_parameters(a, b, rtol=1e-4)
-    assert a.history[0].train_loss == pytest.approx(b.history[0].train_loss, rel=1e-4)
+    assert a.history[0].train_cost == pytest.approx(b.history[0].train_cost, rel=1e-4)
 
 
 @needs_gpu
@@ -188,7 +366,7 @@ def test_replays_eager_steps_and_a_last_partial_batch_all_match(monkeypatch):
     a, b = _run("on", x, y, **options), _run("off", x, y, **options)
     _assert_same_parameters(a, b, rtol=1e-4)
     for ra, rb in zip(a.history, b.history):
-        assert ra.train_loss == pytest.approx(rb.train_loss, rel=1e-4)
+        assert ra.train_cost == pytest.approx(rb.train_cost, rel=1e-4)
 
 
 @needs_gpu

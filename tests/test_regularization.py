@@ -125,7 +125,7 @@ def test_early_stopping_without_restoring_keeps_the_last_weights():
 
 
 def test_monitoring_validation_needs_validation_data():
-    with pytest.raises(ValueError, match="no validation data.*monitor='train_loss'"):
+    with pytest.raises(ValueError, match="no validation data.*monitor='train_cost'"):
         portamlp.train(**{**RUN, "validation_length": 0}, epochs=1, early_stopping=True)
     with pytest.raises(ValueError, match="plateau schedule watches"):
         portamlp.train(**{**RUN, "validation_length": 0}, epochs=1,

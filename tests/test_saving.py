@@ -136,7 +136,7 @@ def test_nan_truncated_and_hostile_files(tmp_path):
 
 # ----------------------------------------------------------------------------- safetensors
 def test_safetensors_round_trip_and_names(tmp_path, backend):
-    from portamlp.files.models import read_safetensors
+    from portamlp.files.safetensors_format import read_safetensors
 
     net = Network.initialize((784, 30, 20, 10), activation="relu", cost="cross_entropy",
                              seed=1, backend=backend)

@@ -145,14 +145,34 @@ def test_activation_and_solver_mapping_and_refusals(blobs):
         MLPClassifier(activation="identity").fit(x, y)
     with pytest.raises(ValueError, match="lbfgs.*not available.*solver='adam'"):
         MLPClassifier(solver="lbfgs").fit(x, y)
-    with pytest.raises(ValueError, match="beta_1=0.5.*leave beta_1 at its default"):
-        MLPClassifier(beta_1=0.5).fit(x, y)
+    with pytest.raises(ValueError, match=r"beta_1 must be a number in \[0.0, 1.0\), got 1.0"):
+        MLPClassifier(beta_1=1.0).fit(x, y)
     with pytest.raises(ValueError, match=r"alpha must be a number in \[0.0, inf\], got -1"):
         MLPClassifier(alpha=-1).fit(x, y)
     with pytest.raises(ValueError, match="batch_size must be 'auto' or an int"):
         MLPClassifier(batch_size="big").fit(x, y)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         MLPClassifier(early_stopping=True).partial_fit(x, y, classes=[0, 1, 2])
+
+
+@QUIET
+def test_adam_constants_reach_the_optimizer(blobs, monkeypatch):
+    from portamlp.sklearn import _classifier
+
+    seen = []
+    real = _classifier.train
+    monkeypatch.setattr(_classifier, "train", lambda **kw: seen.append(kw) or real(**kw))
+    x, y = blobs
+    MLPClassifier(hidden_layer_sizes=(4,), beta_1=0.5, beta_2=0.9, epsilon=1e-6,
+                  max_iter=1).fit(x, y)
+    MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", momentum=0.5, max_iter=1).fit(x, y)
+    assert (seen[0]["beta1"], seen[0]["beta2"], seen[0]["epsilon"]) == (0.5, 0.9, 1e-6)
+    assert "momentum" not in seen[0] and "beta1" not in seen[1]
+    assert (seen[1]["momentum"], seen[1]["nesterov"]) == (0.5, True)
+    # different constants train differently: the values are used, not only passed
+    a = MLPClassifier(hidden_layer_sizes=(4,), beta_1=0.5, max_iter=3, random_state=0).fit(x, y)
+    b = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(x, y)
+    assert not np.allclose(a.coefs_[0], b.coefs_[0])
 
 
 @QUIET

@@ -312,15 +312,15 @@ def test_given_network_accepts_its_own_backend_and_device(mnist_small):
 
 
 def test_dead_classes_are_reported_when_they_stay_dead_not_for_one_epoch():
-    from portamlp.training.config import EpochRecord
-    from portamlp.training.loop import _DeadClasses
+    from portamlp.files.run_records import EpochRecord
+    from portamlp.training.hooks import DeadClasses
 
     def records(*dead):
-        return [EpochRecord(epoch=i + 1, seconds=0.0, train_loss=0.0, never_predicted=d)
+        return [EpochRecord(epoch=i + 1, seconds=0.0, train_cost=0.0, never_predicted=d)
                 for i, d in enumerate(dead)]
 
     def warnings_for(*dead):
-        watcher = _DeadClasses()
+        watcher = DeadClasses()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             history = records(*dead)

@@ -54,6 +54,12 @@ class Library:
     #: Position in listings (``available_backends()``, the docs).
     order: int = 100
 
+    @property
+    def writes(self) -> Writer:
+        """The write-through helper for its arrays (:mod:`portamlp.backends.writes`): in place
+        when :attr:`in_place`, else new arrays."""
+        return writer(self.in_place)
+
     # -- the library and its namespace
     def native(self) -> Any:
         """The library itself (``import cupy``): for the code that needs more than its Array
@@ -191,7 +197,7 @@ class Backend:
     @property
     def writes(self) -> Writer:
         """The write-through helper for this backend's arrays (:mod:`.writes`)."""
-        return writer(self.library.in_place)
+        return self.library.writes
 
     def activate(self) -> contextlib.AbstractContextManager:
         """A context manager in which the backend's device is the current device."""
@@ -211,7 +217,9 @@ class Backend:
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """Copy an array of this backend (or any supported library) to a NumPy array on the host."""
-        from .registry import to_numpy
+        if self.library.owns(array):
+            return self.library.to_host(array)
+        from . import to_numpy  # the package's: any library
 
         return to_numpy(array)
 

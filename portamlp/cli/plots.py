@@ -34,12 +34,13 @@ def _figure(*args, **kwargs):
 
 
 def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
-    """Training loss and validation accuracy per epoch, side by side, to a PNG."""
+    """Training cost and validation accuracy per epoch, side by side, to a PNG (a run record's
+    history; records written before portamlp said "cost" hold ``train_loss``)."""
     epochs = [h["epoch"] for h in history]
     fig = _figure(figsize=(9, 3.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    ax1.set(xlabel="epoch", ylabel="training loss (mean cost)", title="training loss")
+    ax1.plot(epochs, [h.get("train_cost", h.get("train_loss")) for h in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="mean cost", title="training cost")
     val = [(h["epoch"], h["validation_accuracy"]) for h in history
            if h.get("validation_accuracy") is not None]
     if val:

@@ -233,9 +233,12 @@ def cmd_info(args) -> int:
         state = f"usable, device {devices[name]}" if status else f"not usable: {status.reason}"
         print(f"  {name:<17} {state}")
     print(f"auto selects: {auto}")
-    fast = ("used on CuPy where it applies (fast_path='auto')" if backends["cupy"]
-            else "needs a usable CuPy")
-    print(f"fast step (fused CUDA kernels, CUDA graphs): {fast}")
+    from ..fast import FAST_STEPS
+
+    with_fast = [name for name in FAST_STEPS if backends.get(name)]
+    fast = (f"used on {', '.join(with_fast)} where it applies (fast_path='auto')" if with_fast
+            else f"needs a usable {' or '.join(FAST_STEPS)}")
+    print(f"fast step (compiled kernels, CUDA graphs): {fast}")
     return 0
 
 

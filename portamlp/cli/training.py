@@ -59,7 +59,7 @@ def in_flag_terms(message: str, from_file: dict[str, Path] | None = None) -> str
     they keep their key's name and the message says which file set them.
     """
     from_file = from_file or {}
-    names = sorted((name for name, *_ in cli_options()), key=len, reverse=True)
+    names = sorted((d.name for d in cli_options()), key=len, reverse=True)
     pattern = r"(?<![\w.-])(" + "|".join(names) + r")=(?!=)"
     seen: dict[str, Path] = {}
 
@@ -92,13 +92,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network (the default command)",
                        description="Train a multilayer perceptron and save it with a run record.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, kind, _, text in cli_options():
-        if kind == "bool":
-            p.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
+    for d in cli_options():
+        text = d.help
+        if d.choices:
+            text += " (" + ", ".join(str(c) for c in d.choices) + ")"
+        text += f"; default: {d.shown_default}"
+        if d.kind == "bool":
+            p.add_argument(flag_name(d.name), dest=d.name, action=argparse.BooleanOptionalAction,
                            default=None, help=text)
         else:
-            p.add_argument(flag_name(name), dest=name, type=_TYPES[kind], default=None,
-                           metavar=_METAVARS[kind], help=text)
+            p.add_argument(flag_name(d.name), dest=d.name, type=_TYPES[d.kind], default=None,
+                           metavar=_METAVARS[d.kind], help=text)
     p.add_argument("--config", type=Path, help="TOML file of options (flags override it)")
     p.add_argument("--save", type=Path, help="where to save the network, .json or "
                                             ".safetensors (default: "
@@ -126,7 +130,7 @@ def read_config(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise CLIError(f"{path}: not valid TOML ({exc})") from None
     data = data.get("train", data)
-    known = [name for name, *_ in cli_options()]
+    known = [d.name for d in cli_options()]
     unknown = sorted(set(data) - set(known))
     if unknown:
         from ..checks import suggestion
@@ -147,7 +151,7 @@ def _default_save_path(options: dict) -> Path:
 
 def _check_save(save: Path, force: bool) -> None:
     """Fail before training, in command-line terms, if the network could not be saved."""
-    from ..files.models import FORMATS, check_save_path
+    from ..files.writing import FORMATS, check_save_path
 
     if save.suffix.lower() not in FORMATS:
         raise CLIError(f"--save {save}: unknown extension {save.suffix or '(none)'}; name the "
@@ -178,10 +182,10 @@ def _sigterm_interrupts():
 
 def _options(args) -> dict[str, Any]:
     options = read_config(args.config) if args.config else {}
-    for name, *_ in cli_options():
-        value = getattr(args, name)
+    for d in cli_options():
+        value = getattr(args, d.name)
         if value is not None:
-            options[name] = value
+            options[d.name] = value
     for key in ("checkpoint", "resume", "root"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
@@ -221,8 +225,8 @@ def cmd_train(args) -> int:
     def report(record, network):
         val = (f", validation accuracy {record.validation_accuracy:.2%}"
                if record.validation_accuracy is not None else "")
-        say(f"epoch {record.epoch}: {record.seconds:.2f} s, train loss "
-            f"{record.train_loss:.4f}{val}", flush=True)
+        say(f"epoch {record.epoch}: {record.seconds:.2f} s, train cost "
+            f"{record.train_cost:.4f}{val}", flush=True)
 
     if options.get("progress") is None and args.quiet:
         options["progress"] = False

@@ -20,7 +20,7 @@ from .sources import (
     read_split,
     search_dirs,
 )
-from .staging import DeviceDataset
+from .staging import DeviceDataset, one_hot
 
 __all__ = [
     "DATASETS",
@@ -43,6 +43,7 @@ __all__ = [
     "load",
     "load_mnist",
     "n_classes",
+    "one_hot",
     "read_idx",
     "read_split",
     "scale_images",

@@ -1,4 +1,5 @@
-"""Device staging: a split put on the device once, served as mini-batches by device ``take``."""
+"""Device staging: a split put on the device once, served as mini-batches by device ``take``;
+labels become one-hot targets there."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ import numpy as np
 
 from ..backends import Backend, get_backend
 from ..checks import check_int
-from ..nn.costs import one_hot
 
-__all__ = ["DeviceDataset"]
+__all__ = ["DeviceDataset", "one_hot"]
+
+
+def one_hot(xp, labels, n_classes: int, dtype, device):
+    """One-hot rows ``(n, n_classes)`` of ``dtype`` from int64 labels ``(n,)`` on ``device``,
+    by comparison with ``arange`` (no indexing, the same on every library)."""
+    classes = xp.arange(n_classes, dtype=labels.dtype, device=device)
+    return xp.astype(xp.expand_dims(labels, axis=1) == classes, dtype)
 
 
 class DeviceDataset:

@@ -1,30 +1,35 @@
-"""The fast training step of the CuPy backend: whole mini-batch steps as fused kernels, K steps
-captured into one CUDA graph and replayed across the epoch.
+"""Fast training steps: a backend's own compiled version of the mini-batch step.
 
-At small batches a GPU step is dozens of tiny kernel launches, each costing more host time than
-its arithmetic; the portable Array-API step then leaves the GPU idle most of the time. The fast
-step does the same mathematics (the portable step stays the reference and the tests compare
-the two) in ``3 × layers`` hand-written kernels per step — forward with bias and activation
-fused, the output error with the loss, the backward error, and the gradient fused with the
-optimizer update — with no cuBLAS, cuRAND or allocation inside, so ``graph_steps`` of them are
-captured once and replayed. The epoch's permutation is uploaded before the replays and the
-batches are gathered inside the kernels. For large steps (wide layers, big batches; see
+The portable Array-API step stays the reference; a fast step does the same mathematics in the
+way its backend runs fastest, and the tests compare the two. Today CuPy has one
+(:mod:`portamlp.fast.cuda`): at small batches a GPU step is dozens of tiny kernel launches,
+each costing more host time than its arithmetic, so the fast step does a whole step in
+``3 × layers`` hand-written kernels — forward with bias and activation fused, the output error
+with the cost, the backward error, and the gradient fused with the optimizer update — with no
+cuBLAS, cuRAND or allocation inside, so ``graph_steps`` of them are captured once into a CUDA
+graph and replayed. The epoch's permutation is uploaded before the replays and the batches are
+gathered inside the kernels. For large steps (wide layers, big batches; see
 :func:`uses_graphs`) the products go to cuBLAS instead, with the bias and activation, the
 derivative and the optimizer update each fused into one elementwise kernel around them.
 
-``fast_path="auto"`` (the default) uses it where it applies (see :func:`blockers`), ``"on"``
-insists (an error says why it cannot), ``"off"`` keeps the portable step. This module holds the
-host-side logic, testable anywhere; :mod:`portamlp.fast.cuda` imports CuPy and runs it.
+The kernels' mathematics comes from the registries (:mod:`portamlp.fast.source`): each
+activation, cost and optimizer entry carries its own kernel code, and a run whose activation,
+cost or optimizer has none takes the portable step (``fast_path="on"`` says why).
+
+``fast_path="auto"`` (the default) uses a fast step where it applies (see :func:`blockers`),
+``"on"`` insists (an error says why it cannot), ``"off"`` keeps the portable step. This module
+holds the host-side logic, testable anywhere; the backend's module imports its library.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FAST_PATH_MODES", "GRAPH_STEPS", "MAX_STEP_FLOPS", "ACTIVATION_CODES",
-           "OPTIMIZER_CODES", "HYPER_PARAMETERS", "blockers", "step_flops", "uses_graphs",
-           "EpochPlan", "plan_epoch", "wanted", "hyper_parameters", "optimizer_code"]
+__all__ = ["FAST_PATH_MODES", "GRAPH_STEPS", "MAX_STEP_FLOPS", "FAST_STEPS",
+           "HYPER_PARAMETERS", "blockers", "step_flops", "uses_graphs", "EpochPlan",
+           "plan_epoch", "wanted", "hyper_parameters", "new_fast_epoch"]
 
 #: Values of the ``fast_path`` option.
 FAST_PATH_MODES = ("auto", "on", "off")
@@ -34,14 +39,11 @@ GRAPH_STEPS = 100
 #: overhead: the fast step then uses cuBLAS for the products (no graph capture, which cuBLAS
 #: refuses under CuPy) and keeps its fused elementwise kernels.
 MAX_STEP_FLOPS = 2e9
-
-# The codes the kernels (kernels.cu, its #defines) know things by; a test holds the two equal.
-#: Activation of a layer: the hidden ones, and the identity (z) of a softmax output layer.
-ACTIVATION_CODES = {"sigmoid": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "identity": 4}
-#: The update rule of the optimizer.
-OPTIMIZER_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
-#: The slots of the hyper-parameter vector the kernels read (set once per epoch).
-HYPER_PARAMETERS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "adam_t0")
+#: The backends that have a fast step, and the module holding its ``FastEpoch``.
+FAST_STEPS = {"cupy": "portamlp.fast.cuda"}
+#: The first slots of the hyper-parameter vector the kernels read (set once per epoch); the
+#: optimizer rule's own values follow (``HP(i)`` in its code).
+HYPER_PARAMETERS = ("learning_rate", "weight_decay", "step0")
 
 
 def step_flops(layers, batch_size: int) -> float:
@@ -50,22 +52,42 @@ def step_flops(layers, batch_size: int) -> float:
     return 2.0 * batch_size * (2 * sum(products) + sum(products[1:]))
 
 
-def blockers(*, backend: str, layers, batch_size: int, dropout: float = 0.0,
-             input_dropout: float = 0.0, max_norm: float | None = None,
-             sample_weight: bool = False, processes: int = 1) -> list[str]:
-    """Why the fast step cannot run this training (an empty list: it can)."""
+def blockers(network: Any, optimizer: Any, config: Any, *, sample_weight: bool = False,
+             processes: int = 1) -> list[str]:
+    """Why no fast step can train this run (an empty list: one can).
+
+    ``network``, ``optimizer`` and ``config`` are the run's :class:`~portamlp.Network`,
+    optimizer and :class:`~portamlp.TrainConfig`.
+    """
+    from ..nn.activations import get_activation
+    from ..nn.costs import get_cost
+
     out = []
-    if backend != "cupy":
-        out.append(f"it needs the CuPy backend (this run uses {backend})")
-    if dropout or input_dropout:
+    backend = network.backend.name
+    if backend not in FAST_STEPS:
+        out.append(f"it needs the {' or '.join(_names(FAST_STEPS))} backend (this run uses "
+                   f"{backend})")
+    activation = get_activation(network.activation)
+    if not activation.has_kernel:
+        out.append(f"activation {activation.name!r} has no kernel code (Activation.kernel_f)")
+    cost = get_cost(network.cost)
+    if cost.kernel_row is None:
+        out.append(f"cost {cost.name!r} has no kernel code (Cost.kernel_row)")
+    if optimizer.kernel_rule() is None:
+        out.append(f"optimizer {optimizer.name!r} has no kernel code (Optimizer.kernel_rule)")
+    if config.dropout or config.input_dropout:
         out.append("dropout is not in the fast step")
-    if max_norm is not None:
+    if config.max_norm is not None:
         out.append("max_norm is not in the fast step")
     if sample_weight:
         out.append("sample_weight is not in the fast step")
     if processes > 1:
         out.append("distributed training is not in the fast step")
     return out
+
+
+def _names(steps: dict[str, str]) -> list[str]:
+    return [{"cupy": "CuPy"}.get(name, name) for name in steps]
 
 
 def uses_graphs(layers, batch_size: int) -> bool:
@@ -86,25 +108,13 @@ def wanted(mode: str, reasons: list[str]) -> bool:
     return not reasons
 
 
-def optimizer_code(opt) -> int:
-    """The kernels' code of a :mod:`portamlp.optim` optimizer's update rule."""
-    if hasattr(opt, "beta1"):
-        return OPTIMIZER_CODES["adam"]
-    if not opt.momentum:
-        return OPTIMIZER_CODES["sgd"]
-    return OPTIMIZER_CODES["nesterov" if opt.nesterov else "momentum"]
-
-
 def hyper_parameters(opt, first_batch: int = 0) -> list[float]:
-    """The values of :data:`HYPER_PARAMETERS` for an epoch of ``opt`` that starts at step
-    ``first_batch`` (the kernels count Adam's steps as ``adam_t0 + step + 1``)."""
-    adam = hasattr(opt, "beta1")
-    values = {"lr": opt.learning_rate, "momentum": getattr(opt, "momentum", 0.0),
-              "weight_decay": opt.weight_decay,
-              "beta1": opt.beta1 if adam else 0.0, "beta2": opt.beta2 if adam else 0.0,
-              "eps": opt.eps if adam else 0.0,
-              "adam_t0": float(opt.t - first_batch) if adam else 0.0}
-    return [float(values[name]) for name in HYPER_PARAMETERS]
+    """The kernels' hyper-parameter vector for an epoch of ``opt`` that starts at step
+    ``first_batch``: :data:`HYPER_PARAMETERS`, then the optimizer rule's own values. The
+    kernels count steps as ``step0 + step + 1``."""
+    rule = opt.kernel_rule()
+    return [float(opt.learning_rate), float(opt.weight_decay), float(opt.t - first_batch),
+            *(float(v) for v in rule.values)]
 
 
 @dataclass(frozen=True)
@@ -134,7 +144,6 @@ def plan_epoch(n_rows: int, batch_size: int, first_batch: int = 0,
 
 
 def new_fast_epoch(net, opt, data, cfg) -> Any:
-    """A :class:`portamlp.fast.cuda.FastEpoch` for this run (imports CuPy)."""
-    from .cuda import FastEpoch
-
-    return FastEpoch(net, opt, data, cfg)
+    """The fast step of ``net``'s backend for this run (imports its library)."""
+    module = importlib.import_module(FAST_STEPS[net.backend.name])
+    return module.FastEpoch(net, opt, data, cfg)

@@ -1,5 +1,6 @@
-"""The fast step on CuPy: static buffers, the kernels of ``kernels.cu``, and one CUDA graph of
-:data:`~portamlp.fast.GRAPH_STEPS` steps replayed across each epoch.
+"""The fast step on CuPy: static buffers, the kernels of ``kernels.cu`` (with the mathematics
+of :mod:`portamlp.fast.source`), and one CUDA graph of :data:`~portamlp.fast.GRAPH_STEPS` steps
+replayed across each epoch.
 
 Nothing global changes: the work runs on a stream of its own, ordered after the caller's current
 stream by an event at the start of an epoch and before it by another at the end (no host
@@ -8,7 +9,6 @@ synchronisation), and every buffer is allocated before the capture from CuPy's u
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -16,15 +16,9 @@ import numpy as np
 from .. import fast as settings
 from ..backends import native_library
 from ..errors import PortamlpWarning, warn
-from ..nn.activations import ACTIVATIONS
-from . import (
-    ACTIVATION_CODES,
-    HYPER_PARAMETERS,
-    hyper_parameters,
-    optimizer_code,
-    plan_epoch,
-    uses_graphs,
-)
+from ..nn.costs import get_cost
+from . import hyper_parameters, plan_epoch, uses_graphs
+from .source import IDENTITY, activation_codes, cost_codes, kernel_source
 
 __all__ = ["FastEpoch"]
 
@@ -32,17 +26,13 @@ cupy = native_library("cupy")
 
 _THREADS = 256
 _MODULES: dict[tuple[str, int], Any] = {}
-assert set(ACTIVATIONS) <= set(ACTIVATION_CODES), "every activation needs its kernel code"
 
 
-def _module(dtype: str) -> Any:
-    """The compiled kernels for ``dtype`` on the current device (compiled once per process)."""
-    key = (dtype, cupy.cuda.Device().id)
+def _module(source: str) -> Any:
+    """The compiled kernels of ``source`` on the current device (compiled once per process)."""
+    key = (source, cupy.cuda.Device().id)
     if key not in _MODULES:
-        real = "float" if dtype == "float32" else "double"
-        source = resources.files(__package__).joinpath("kernels.cu").read_text()
-        module = cupy.RawModule(code=f"#define real {real}\n" + source,
-                                options=("--std=c++14",))
+        module = cupy.RawModule(code=source, options=("--std=c++14",))
         module.compile()
         _MODULES[key] = module
     return _MODULES[key]
@@ -64,8 +54,10 @@ class FastEpoch:
         self.batch = cfg.batch_size
         self.graph_steps = settings.GRAPH_STEPS  # read here, so a test can change it
         self.dtype = net.dtype
+        self.rule = opt.kernel_rule()
+        source = kernel_source(self.dtype, self.rule)
         with net.backend.activate():
-            self.kernels = {name: _module(self.dtype).get_function(name) for name in
+            self.kernels = {name: _module(source).get_function(name) for name in
                             ("forward_layer", "output_delta", "backward_delta", "update_layer",
                              "advance", "bias_activation", "times_derivative", "apply_update")}
             real = cupy.float32 if self.dtype == "float32" else cupy.float64
@@ -75,8 +67,8 @@ class FastEpoch:
             self.labels = cupy.ascontiguousarray(data.labels, dtype=cupy.int64)
             self.perm = cupy.zeros(n, dtype=cupy.int64)
             self.ctr = cupy.zeros(2, dtype=cupy.int64)
-            self.hp = cupy.zeros(len(HYPER_PARAMETERS), dtype=cupy.float64)
-            self.losses = cupy.zeros(-(-n // self.batch), dtype=real)
+            self.hp = cupy.zeros(len(hyper_parameters(opt)), dtype=cupy.float64)
+            self.costs = cupy.zeros(-(-n // self.batch), dtype=real)
             widths = net.layers[1:]
             self.acts = [cupy.zeros((self.batch, w), dtype=real) for w in widths]
             self.deltas = [cupy.zeros((self.batch, w), dtype=real) for w in widths]
@@ -93,26 +85,27 @@ class FastEpoch:
         #: capture full steps into a CUDA graph (False: launch every step's kernels directly)
         self.capture = True
         self.tiny = float(np.finfo(self.dtype).tiny)
-        self.output_act = ACTIVATION_CODES["identity" if net.cost == "cross_entropy" else
-                                           net.activation]
-        self.cost = 1 if net.cost == "cross_entropy" else 0
+        codes = activation_codes()
+        self.act = codes[net.activation]
+        cost = get_cost(net.cost)
+        self.output_act = codes[IDENTITY] if cost.kernel_output == "identity" else self.act
+        self.cost = cost_codes()[cost.name]
 
     # -- state the kernels update in place
     def _state(self) -> list[tuple]:
-        """Per layer: (W, b, W state 1, W state 2, b state 1, b state 2, optimizer code)."""
-        opt, net, dummy = self.opt, self.net, self.dummy
-        code = optimizer_code(opt)
+        """Per layer: (W, b, W state 1, W state 2, b state 1, b state 2), the optimizer rule's
+        state buffers, or a one-element dummy where it keeps fewer than two."""
+        opt, params, dummy = self.opt, self.net.parameters(), self.dummy
+
+        def two(index):
+            held = tuple(opt.kernel_state(index))[:2]
+            return held + (dummy,) * (2 - len(held))
+
         out = []
-        for l, (w, b) in enumerate(zip(net.weights, net.biases)):
-            if hasattr(opt, "beta1"):  # Adam
-                s = (opt.m[2 * l], opt.v[2 * l], opt.m[2 * l + 1], opt.v[2 * l + 1])
-            elif opt.velocity is not None:
-                s = (opt.velocity[2 * l], dummy, opt.velocity[2 * l + 1], dummy)
-            else:
-                s = (dummy,) * 4
-            out.append((w, b, *s, code))
+        for l in range(len(params) // 2):
+            out.append((params[2 * l], params[2 * l + 1], *two(2 * l), *two(2 * l + 1)))
         for arrays in out:
-            for a in arrays[:-1]:
+            for a in arrays:
                 if not a.flags.c_contiguous:
                     raise ValueError("the fast step needs C-contiguous parameters and optimizer "
                                      "state; use fast_path='off'")
@@ -124,7 +117,7 @@ class FastEpoch:
             "forward_layer", "output_delta", "backward_delta", "update_layer", "advance"))
         real, layers = self.real, self.net.layers
         n_layers = len(layers) - 1
-        act = ACTIVATION_CODES[self.net.activation]
+        act = self.act
         i32, i64 = np.int32, np.int64
         inv_rows = real(1.0 / rows)
         for k in range(count):
@@ -139,11 +132,11 @@ class FastEpoch:
                        i32(n_in), i32(n_out), i32(layer_act)))
             k_out((1,), (_THREADS,),
                   (self.acts[-1], self.labels, self.perm, self.ctr, rel, i32(k), self.deltas[-1],
-                   self.losses, i32(rows), i32(layers[-1]), i32(self.cost), i32(act),
+                   self.costs, i32(rows), i32(layers[-1]), i32(self.cost), i32(act),
                    real(self.tiny)), shared_mem=_THREADS * np.dtype(real).itemsize)
             for l in range(n_layers - 1, -1, -1):
                 n_in, n_out = layers[l], layers[l + 1]
-                w, b, w1, w2, b1, b2, code = state[l]
+                w, b, w1, w2, b1, b2 = state[l]
                 if l:
                     k_back(_blocks(rows * n_in), (_THREADS,),
                            (self.deltas[l], w, self.acts[l - 1], self.deltas[l - 1], i32(rows),
@@ -151,8 +144,7 @@ class FastEpoch:
                 src = self.x if l == 0 else self.acts[l - 1]
                 k_upd(_blocks(n_out * n_in + n_out), (_THREADS,),
                       (self.deltas[l], src, i32(l == 0), self.perm, self.ctr, rel, i32(k), w, b,
-                       w1, w2, b1, b2, i32(rows), i32(n_out), i32(n_in), inv_rows, self.hp,
-                       i32(code)))
+                       w1, w2, b1, b2, i32(rows), i32(n_out), i32(n_in), inv_rows, self.hp))
         k_adv((1,), (1,), (self.ctr, i64(count * rows), i64(count)))
 
     def _launch_large_step(self, first_row: int, rows: int, state: list[tuple]) -> None:
@@ -160,7 +152,7 @@ class FastEpoch:
         elementwise kernels, for rows ``first_row:first_row + rows`` of the permutation."""
         kernels, real, layers = self.kernels, self.real, self.net.layers
         n_layers = len(layers) - 1
-        act = ACTIVATION_CODES[self.net.activation]
+        act = self.act
         i32, i64 = np.int32, np.int64
         grid = (min(4096, max(1, -(-rows * max(layers[1:]) // _THREADS))),)
         xb = self.xb[:rows]
@@ -175,12 +167,12 @@ class FastEpoch:
                                                            i32(layer_act)))
         kernels["output_delta"]((1,), (_THREADS,),
                                 (self.acts[-1], self.labels, self.perm, self.ctr, i64(0), i32(0),
-                                 self.deltas[-1], self.losses, i32(rows), i32(layers[-1]),
+                                 self.deltas[-1], self.costs, i32(rows), i32(layers[-1]),
                                  i32(self.cost), i32(act), real(self.tiny)),
                                 shared_mem=_THREADS * np.dtype(real).itemsize)
         inv_rows = real(1.0 / rows)
         for l in range(n_layers - 1, -1, -1):
-            w, b, w1, w2, b1, b2, code = state[l]
+            w, b, w1, w2, b1, b2 = state[l]
             d = self.deltas[l][:rows]
             if l:  # the error of the layer below, from the weights before their update
                 below = self.deltas[l - 1][:rows]
@@ -193,14 +185,14 @@ class FastEpoch:
             for p, g, s1, s2, decay in ((w, gw, w1, w2, 1), (b, gb, b1, b2, 0)):
                 kernels["apply_update"](
                     (min(4096, max(1, -(-p.size // _THREADS))),), (_THREADS,),
-                    (p, g, s1, s2, i64(p.size), inv_rows, self.hp, self.ctr, i32(0), i32(code),
-                     i32(decay), i32(s2 is not self.dummy)))
+                    (p, g, s1, s2, i64(p.size), inv_rows, self.hp, self.ctr, i32(0),
+                     i32(decay), i32(self.rule.states)))
         kernels["advance"]((1,), (1,), (self.ctr, i64(rows), i64(1)))
 
     def _captured(self, steps: int, state: list[tuple]):
         """The graph of ``steps`` full steps, captured again when a buffer has moved; None
         (with a warning, once) where this CuPy or driver cannot capture one."""
-        key = (steps, *(a.data.ptr for layer in state for a in layer[:-1]))
+        key = (steps, *(a.data.ptr for layer in state for a in layer))
         if self.graph is None or key != self.graph_key:
             try:
                 self.stream.begin_capture()
@@ -265,11 +257,10 @@ class FastEpoch:
         then.wait_event(event)
 
     def _count(self, steps: int) -> None:
-        if hasattr(self.opt, "t"):
-            self.opt.t += steps
+        self.opt.advance(steps)
 
-    def loss_vector(self, first_batch: int, done: int):
-        """The raw losses of steps ``first_batch`` to ``done`` of the epoch (a device copy)."""
+    def cost_vector(self, first_batch: int, done: int):
+        """The raw costs of steps ``first_batch`` to ``done`` of the epoch (a device copy)."""
         with self.net.backend.activate():
-            return self.losses[first_batch:done].copy()
+            return self.costs[first_batch:done].copy()
 

@@ -1,44 +1,91 @@
 """Checkpoints: everything needed to continue a run exactly where it stopped, in one file.
 
-``DIR/checkpoint.safetensors`` holds the network's parameters (``network.0.weight``, ...), the
-optimizer's state buffers (``optimizer.velocity.0``, ...) and, in the header metadata, a JSON
-document with the run's configuration, its :class:`~portamlp.config.RunPosition` (epoch and
-mini-batch to continue from, the host random generator's state at the start of that epoch, the
-history so far and the partial sums of an interrupted epoch) and the state of the schedule and
-of early stopping. The file is written atomically, so a crash at any instant leaves the previous
-checkpoint or the new one, never a torn file. Everything read is validated: a malformed
-checkpoint raises :class:`~portamlp.ModelFormatError` naming the file and the field.
+This module is the checkpoint format. ``DIR/checkpoint.safetensors`` holds the network's
+parameters (``network.0.weight``, ...), the optimizer's state buffers
+(``optimizer.velocity.0``, ...), further arrays of the run (``state.best.0``, ...: the best
+parameters early stopping keeps) and, in the header metadata under ``"portamlp.checkpoint"``, a
+JSON document::
+
+    {"kind": "portamlp-checkpoint", "version": 1,
+     "config": {...},              # the run's configuration (TrainConfig.to_dict())
+     "position": {...},            # RunPosition: epoch and mini-batch to continue from, the
+                                   # host generator's state, the history, partial sums
+     "own_data": false,            # trained on the caller's own arrays
+     "extra": {...},               # the state of the epoch hooks (schedule, early stopping)
+     "network": {"layers", "activation", "cost", "dtype", "preprocessing"},
+     "optimizer_scalars": {...}}
+
+The file is written atomically, so a crash at any instant leaves the previous checkpoint or the
+new one, never a torn file. Everything read is validated: a malformed checkpoint raises
+:class:`~portamlp.ModelFormatError` naming the file and the field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..backends import Backend, to_numpy
-from ..errors import ModelFormatError
-from ..nn.network import Network
-from ..training.config import RunPosition
-from .models import (
-    CHECKPOINT_KEY,
-    CHECKPOINT_NAME,
-    MAX_FILE_BYTES,
-    atomic_write_bytes,
-    checkpoint_document,
-    checkpoint_network_fields,
-    encode_safetensors,
-    read_safetensors,
-)
+from ..checks import check_float, check_int
+from .fields import MAX_FILE_BYTES, check_dtype_field, fail
+from .run_records import EpochRecord
+from .safetensors_format import encode_safetensors, from_tensors, read_safetensors
+from .writing import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_NAME", "Checkpoint", "save_checkpoint", "load_checkpoint",
-           "checkpoint_path"]
+if TYPE_CHECKING:
+    from ..nn.network import Network
 
+__all__ = ["CHECKPOINT_NAME", "CHECKPOINT_KEY", "RunPosition", "Checkpoint", "save_checkpoint",
+           "load_checkpoint", "checkpoint_path", "is_checkpoint", "network_fields"]
+
+#: A checkpoint directory's file.
+CHECKPOINT_NAME = "checkpoint.safetensors"
+#: The metadata key holding the run's state.
+CHECKPOINT_KEY = "portamlp.checkpoint"
 _KIND = "portamlp-checkpoint"
 _VERSION = 1
+
+
+@dataclass
+class RunPosition:
+    """Where a run stands: what a checkpoint needs to continue it exactly.
+
+    ``epoch`` is the epoch to run next (1-based) and ``batch`` the mini-batch within it to start
+    from (0 at an epoch boundary); ``cost_sum`` and ``seconds`` are the partial sums of an
+    interrupted epoch; ``rng_state`` is the host generator's state at the start of ``epoch``
+    (resuming replays that epoch's permutation).
+    """
+
+    epoch: int = 1
+    batch: int = 0
+    cost_sum: float = 0.0
+    seconds: float = 0.0
+    history: list[EpochRecord] = field(default_factory=list)
+    rng_state: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (JSON-ready) data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPosition:
+        """The inverse of :meth:`to_dict`; raises KeyError/TypeError/ValueError if malformed.
+        (Checkpoints written before portamlp said "cost" hold ``loss_sum``.)"""
+        history = [EpochRecord.from_dict(h) for h in data["history"]]
+        cost_sum = data["cost_sum"] if "cost_sum" in data else data["loss_sum"]
+        position = cls(epoch=check_int("epoch", data["epoch"], minimum=1),
+                       batch=check_int("batch", data["batch"], minimum=0),
+                       cost_sum=check_float("cost_sum", cost_sum),
+                       seconds=check_float("seconds", data["seconds"], minimum=0.0),
+                       history=history, rng_state=data["rng_state"])
+        if not isinstance(position.rng_state, dict):
+            raise TypeError(f"rng_state must be an object, got {position.rng_state!r}")
+        return position
 
 
 @dataclass
@@ -54,30 +101,23 @@ class Checkpoint:
     position: RunPosition
     #: True when the run trained on the caller's own arrays (they must be passed again).
     own_data: bool
-    #: Further state of the run (learning-rate schedule, early stopping).
+    #: Further state of the run (the epoch hooks': learning-rate schedule, early stopping).
     extra: dict[str, Any] = field(default_factory=dict)
     #: Further arrays of the run (the best parameters kept by early stopping), by name.
     extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def network(self, backend: str | Backend | None = None, device: Any = None) -> Network:
-        """The checkpointed network on a backend."""
-        fields = dict(self.network_fields)
-        return Network.from_arrays(fields.pop("weights"), fields.pop("biases"), backend=backend,
-                                   device=device, **fields)
 
     def optimizer_state(self, optimizer, backend: Backend) -> None:
         """Load the optimizer's buffers and scalars into ``optimizer``, after checking that they
         are the ones it has (names, shapes)."""
         expected = optimizer.state_arrays()
         if set(expected) != set(self.optimizer_arrays):
-            raise ModelFormatError(
-                f"{self.path}: the optimizer state holds {sorted(self.optimizer_arrays)}, but "
-                f"this run's optimizer needs {sorted(expected)}")
+            raise fail(self.path, f"the optimizer state holds {sorted(self.optimizer_arrays)}, "
+                                  f"but this run's optimizer needs {sorted(expected)}")
         for name, array in expected.items():
             if tuple(array.shape) != self.optimizer_arrays[name].shape:
-                raise ModelFormatError(
-                    f"{self.path}: optimizer tensor {name!r} has shape "
-                    f"{self.optimizer_arrays[name].shape}, expected {tuple(array.shape)}")
+                raise fail(self.path, f"optimizer tensor {name!r} has shape "
+                                      f"{self.optimizer_arrays[name].shape}, expected "
+                                      f"{tuple(array.shape)}")
         dtype = self.network_fields["dtype"]
         optimizer.load_state({k: backend.asarray(v.copy(), dtype)
                               for k, v in self.optimizer_arrays.items()}, self.optimizer_scalars)
@@ -86,6 +126,11 @@ class Checkpoint:
 def checkpoint_path(directory) -> Path:
     """The checkpoint file of a directory."""
     return Path(directory) / CHECKPOINT_NAME
+
+
+def is_checkpoint(meta: dict[str, str]) -> bool:
+    """Whether a safetensors file's metadata is a checkpoint's."""
+    return CHECKPOINT_KEY in meta
 
 
 def save_checkpoint(directory, network: Network, optimizer, config: dict[str, Any],
@@ -118,6 +163,43 @@ def save_checkpoint(directory, network: Network, optimizer, config: dict[str, An
     return path
 
 
+def _document(meta: dict[str, str], path) -> dict[str, Any]:
+    """The run-state document in a checkpoint's metadata."""
+    try:
+        doc = json.loads(meta[CHECKPOINT_KEY])
+    except (KeyError, ValueError):
+        raise fail(path, "not a portamlp checkpoint (no run state in its metadata)") from None
+    except RecursionError:
+        raise fail(path, "the checkpoint's run state is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise fail(path, "not a portamlp checkpoint (its run state is not an object)")
+    return doc
+
+
+def network_fields(tensors: dict[str, np.ndarray], meta: dict[str, str],
+                   path) -> dict[str, Any]:
+    """The network inside a checkpoint file: tensors ``network.<i>.weight``/``.bias`` and the
+    ``network`` entry of its run state, validated like a model file."""
+    doc = _document(meta, path)
+    net = doc.get("network")
+    if not isinstance(net, dict):
+        raise fail(path, "checkpoint field 'network' is missing or not an object")
+    prefix = "network."
+    own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    net_meta = {"layers": json.dumps(net.get("layers"))}
+    for key in ("activation", "cost"):
+        if not isinstance(net.get(key), str):
+            raise fail(path, f"checkpoint field 'network.{key}' must be a string, got "
+                             f"{net.get(key)!r}")
+        net_meta[key] = net[key]
+    if net.get("preprocessing") is not None:
+        net_meta["preprocessing"] = json.dumps(net["preprocessing"])
+    fields = from_tensors(own, net_meta, path)
+    fields["dtype"] = check_dtype_field(net.get("dtype", fields["dtype"]), path,
+                                        "network.dtype")
+    return fields
+
+
 def load_checkpoint(location) -> Checkpoint:
     """Read and validate a checkpoint (its directory or its file).
 
@@ -133,14 +215,13 @@ def load_checkpoint(location) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"{location}: no checkpoint ({CHECKPOINT_NAME}) to resume from")
     tensors, meta = read_safetensors(path, MAX_FILE_BYTES)
-    doc = checkpoint_document(meta, path)
+    doc = _document(meta, path)
     if doc.get("kind") != _KIND:
-        raise ModelFormatError(f"{path}: not a portamlp checkpoint (field 'kind' is "
-                               f"{doc.get('kind')!r})")
+        raise fail(path, f"not a portamlp checkpoint (field 'kind' is {doc.get('kind')!r})")
     if doc.get("version") != _VERSION:
-        raise ModelFormatError(f"{path}: checkpoint version {doc.get('version')} is not "
-                               f"supported (this portamlp reads version {_VERSION})")
-    fields = checkpoint_network_fields(tensors, meta, path)
+        raise fail(path, f"checkpoint version {doc.get('version')} is not supported (this "
+                         f"portamlp reads version {_VERSION})")
+    fields = network_fields(tensors, meta, path)
     if "position" not in doc and "epoch" in doc:  # the first layout kept these at the top level
         doc["position"] = {k: doc.get(k) for k in ("epoch", "batch", "loss_sum", "seconds",
                                                    "history", "rng_state")}
@@ -148,21 +229,20 @@ def load_checkpoint(location) -> Checkpoint:
     for key, kind in (("config", dict), ("position", dict), ("own_data", bool),
                       ("optimizer_scalars", dict), ("extra", dict)):
         if not isinstance(doc.get(key), kind):
-            raise ModelFormatError(f"{path}: checkpoint field {key!r} must be "
-                                   f"{kind.__name__}, got {doc.get(key)!r}")
+            raise fail(path, f"checkpoint field {key!r} must be {kind.__name__}, got "
+                             f"{doc.get(key)!r}")
     try:
         position = RunPosition.from_dict(doc["position"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{path}: checkpoint field 'position' is malformed ({exc})") \
-            from None
+        raise fail(path, f"checkpoint field 'position' is malformed ({exc})") from None
     prefix = "optimizer."
     opt = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     for name, array in opt.items():
         if not np.all(np.isfinite(array)):
-            raise ModelFormatError(f"{path}: optimizer tensor {name!r} holds NaN or infinity")
+            raise fail(path, f"optimizer tensor {name!r} holds NaN or infinity")
     state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
     unexpected = [k for k in tensors if not k.startswith(("network.", prefix, "state."))]
     if unexpected:
-        raise ModelFormatError(f"{path}: unexpected tensors {unexpected} in a checkpoint")
+        raise fail(path, f"unexpected tensors {unexpected} in a checkpoint")
     return Checkpoint(path, fields, opt, doc["optimizer_scalars"], doc["config"], position,
                       doc["own_data"], doc["extra"], state)

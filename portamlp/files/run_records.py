@@ -1,4 +1,10 @@
-"""Run records: what ``portamlp train`` writes beside a model, and where it ran."""
+"""Run records: what each epoch measured, and what ``portamlp train`` writes beside a model.
+
+:class:`EpochRecord` is one entry of a run's history (``TrainResult.history``, checkpoints and
+run records hold lists of them); a run record (``net.run.json`` beside ``net.json``) holds the
+options, where the run trained, the versions of what it used, its history and its test
+accuracy.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,76 @@ import dataclasses
 import json
 import platform
 import sys
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["PACKAGES", "package_versions", "environment", "run_record_path", "read_run_record",
-           "write_run_record"]
+from ..backends import LIBRARIES
+from .writing import atomic_write_bytes
 
-PACKAGES = ("portamlp", "numpy", "array-api-compat", "safetensors", "tqdm", "cupy-cuda12x",
-            "cupy-cuda13x", "torch", "array-api-strict", "matplotlib", "pillow")
+__all__ = ["EpochRecord", "packages", "package_versions", "environment", "run_record_path",
+           "read_run_record", "write_run_record"]
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch measured.
+
+    ``train_loss`` and ``validation_loss`` are aliases of ``train_cost`` and
+    ``validation_cost`` (portamlp's word is "cost"; records written before it read the same).
+    """
+
+    epoch: int
+    seconds: float
+    #: Mean cost over the epoch's training mini-batches.
+    train_cost: float
+    validation_accuracy: float | None = None
+    #: Mean cost on the validation set.
+    validation_cost: float | None = None
+    #: Classes the network never predicted on the validation set.
+    never_predicted: list[int] = field(default_factory=list)
+    #: The learning rate used in this epoch.
+    learning_rate: float | None = None
+
+    #: Earlier names of fields, still read.
+    ALIASES: ClassVar[dict[str, str]] = {"train_loss": "train_cost",
+                                         "validation_loss": "validation_cost"}
+
+    @property
+    def train_loss(self) -> float:
+        """Alias of :attr:`train_cost`."""
+        return self.train_cost
+
+    @property
+    def validation_loss(self) -> float | None:
+        """Alias of :attr:`validation_cost`."""
+        return self.validation_cost
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (JSON-ready) data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpochRecord:
+        """The inverse of :meth:`to_dict` (earlier field names accepted); TypeError for an
+        unknown field."""
+        return cls(**{cls.ALIASES.get(k, k): v for k, v in data.items()})
+
+
+def packages() -> tuple[str, ...]:
+    """The distributions whose versions run records and ``portamlp info`` list: portamlp,
+    what it always uses, the array libraries of the backend entries, the extras."""
+    backends = [d for entry in LIBRARIES.values() for d in entry.distributions
+                if d != "numpy"]
+    return ("portamlp", "numpy", "array-api-compat", "safetensors", "tqdm", *backends,
+            "matplotlib", "pillow")
 
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of portamlp and the packages it can use (None: not installed)."""
     out: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in packages():
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -57,15 +118,13 @@ def write_run_record(path: Path, *, model: Path, config: dict, network, history:
                      test_accuracy: float | None, stopped_early: bool, overwrite: bool,
                      interrupted: bool = False, fast_step: bool | None = None) -> dict[str, Any]:
     """Write the run record of a trained (or interrupted) run atomically; return it."""
-    from .models import atomic_write_bytes
-
     record = {
         "model": str(model.name),
         "options": config,
         "backend": network.backend.name,
         "device": str(network.backend.device),
         "environment": environment(),
-        "history": [dataclasses.asdict(r) for r in history],
+        "history": [r.to_dict() for r in history],
         "test_accuracy": test_accuracy,
         "stopped_early": stopped_early,
         "interrupted": interrupted,

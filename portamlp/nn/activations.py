@@ -1,8 +1,14 @@
-"""Activation functions: each an ``(f, f_prime)`` pair in one registry.
+"""Activation functions: one registry entry each, carrying everything about itself.
 
-``f(xp, z)`` returns the activation ``a = σ(z)``; ``f_prime(xp, z, a)`` returns ``σ'(z)``, using the
-saved activation ``a`` where the maths allows (``a * (1 - a)`` for the sigmoid), which saves
-recomputing an exponential in backpropagation. Only Array API functions are used.
+An :class:`Activation` holds its function ``f(xp, z)`` (the activation ``a = σ(z)``), its
+derivative ``f_prime(xp, z, a)`` (``σ'(z)``, from the saved activation ``a`` where the maths
+allows: ``a * (1 - a)`` for the sigmoid, which saves recomputing an exponential), the initial
+weights that suit it, and, when it has one, its code for CuPy's fused kernels. Only Array API
+functions are used.
+
+Adding an activation is adding an entry to :data:`ACTIVATIONS` (``ACTIVATIONS.register(...)``):
+``train(activation=...)``, ``Network``, the command line, TOML files, both model file formats,
+the scikit-learn estimator and the README's table all read the registry.
 """
 
 from __future__ import annotations
@@ -11,18 +17,45 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import check_choice
+from ..registry import Registry
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
 
 @dataclass(frozen=True)
 class Activation:
-    """A named activation function and its derivative."""
+    """A named activation function, its derivative, and what else portamlp needs of it.
+
+    Attributes
+    ----------
+    name : str
+        Its name in options and files (``"relu"``).
+    f : callable
+        ``f(xp, z) -> a``, elementwise, Array API functions only.
+    f_prime : callable
+        ``f_prime(xp, z, a) -> σ'(z)``, given both ``z`` and ``a = f(z)``.
+    init : str
+        The initialisation ``init="auto"`` uses with it (an entry of
+        :data:`portamlp.nn.init.INITS`).
+    kernel_f, kernel_f_prime : str or None
+        Its code in CuPy's fast step (:mod:`portamlp.fast`): C expressions of type ``real``
+        (``float`` or ``double``), ``kernel_f`` in ``z`` and ``kernel_f_prime`` in ``a``
+        *only*: the fused kernels keep the activations, not the ``z``, so an activation whose
+        derivative cannot be written from ``a`` has no kernel code. Without it (None), a run
+        with this activation takes the portable Array-API step, and ``fast_path="on"`` says why.
+    """
 
     name: str
     f: Callable[[Any, Any], Any]
     f_prime: Callable[[Any, Any, Any], Any]
+    init: str = "glorot"
+    kernel_f: str | None = None
+    kernel_f_prime: str | None = None
+
+    @property
+    def has_kernel(self) -> bool:
+        """Whether the fast step's kernels can compute it."""
+        return self.kernel_f is not None and self.kernel_f_prime is not None
 
 
 def _sigmoid(xp, z):
@@ -58,19 +91,24 @@ def _tanh_prime(xp, z, a):
     return 1.0 - a * a
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (
-        Activation("sigmoid", _sigmoid, _sigmoid_prime),
-        Activation("relu", _relu, _relu_prime),
-        Activation("leaky_relu", _leaky_relu, _leaky_relu_prime),
-        Activation("tanh", _tanh, _tanh_prime),
-    )
-}
+#: The activations, by name.
+ACTIVATIONS: Registry[Activation] = Registry("activation", (
+    Activation("sigmoid", _sigmoid, _sigmoid_prime, init="normal",
+               kernel_f="(real)0.5 * tanh((real)0.5 * z) + (real)0.5",
+               kernel_f_prime="a * ((real)1 - a)"),
+    Activation("relu", _relu, _relu_prime, init="he",
+               kernel_f="z > (real)0 ? z : (real)0",
+               kernel_f_prime="a > (real)0 ? (real)1 : (real)0"),
+    Activation("leaky_relu", _leaky_relu, _leaky_relu_prime, init="he",
+               kernel_f="z > (real)0 ? z : (real)0.01 * z",
+               kernel_f_prime="(real)0.99 * (a > (real)0 ? (real)1 : (real)0) + (real)0.01"),
+    Activation("tanh", _tanh, _tanh_prime, init="glorot",
+               kernel_f="tanh(z)", kernel_f_prime="(real)1 - a * a"),
+))
 
 
 def get_activation(name: str | Activation) -> Activation:
     """Look up an activation by its exact name (a near miss gets a suggestion)."""
     if isinstance(name, Activation):
         return name
-    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]
+    return ACTIVATIONS.lookup(name)

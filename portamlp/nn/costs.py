@@ -1,6 +1,6 @@
-"""Costs: the value of the cost on a mini-batch and the error ``δ`` of the output layer.
+"""Costs: one registry entry each, carrying everything about itself.
 
-* ``"quadratic"`` — ``C = ½‖a − y‖²`` averaged over the batch; the output layer uses the hidden
+* ``"quadratic"`` — ``C = ½‖a − y‖²`` summed over the batch; the output layer uses the hidden
   activation (Nielsen's chapter 1 and the original program), so ``δᴸ = (a − y) ⊙ σ'(zᴸ)``.
 * ``"cross_entropy"`` — a softmax output layer with the log-likelihood cost
   ``C = −log softmax(zᴸ)_y``; then ``δᴸ = softmax(zᴸ) − y``. Computed stably (max subtracted).
@@ -8,6 +8,10 @@
 With per-sample weights ``w`` (shape (n, 1)), each sample's cost and ``δ`` are multiplied by its
 weight. Every function takes the namespace ``xp`` first and uses only Array API functions; none
 reads a value back to the host.
+
+"Cost" is portamlp's one word for the function training minimises and for its value on data
+(Nielsen's and 3Blue1Brown's word; scikit-learn and Keras say "loss"). Adding a cost is adding
+an entry to :data:`COSTS`: the options, the command line, model files and the estimator read it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import check_choice
+from ..registry import Registry
 from .activations import Activation
 
-__all__ = ["Cost", "COSTS", "get_cost", "softmax", "one_hot"]
+__all__ = ["Cost", "COSTS", "get_cost", "softmax"]
 
 
 def softmax(xp, z):
@@ -28,25 +32,39 @@ def softmax(xp, z):
     return e / xp.sum(e, axis=1, keepdims=True)
 
 
-def one_hot(xp, labels, n_classes: int, dtype, device):
-    """One-hot rows ``(n, n_classes)`` of ``dtype`` from int64 labels ``(n,)`` on ``device``,
-    by comparison with ``arange`` (no indexing, the same on every library)."""
-    classes = xp.arange(n_classes, dtype=labels.dtype, device=device)
-    return xp.astype(xp.expand_dims(labels, axis=1) == classes, dtype)
-
-
 @dataclass(frozen=True)
 class Cost:
-    """A cost: output activation, and the batch-summed value with the output-layer delta."""
+    """A cost: the output layer's activation, and the batch-summed value with ``δᴸ``.
+
+    Attributes
+    ----------
+    name : str
+    output : callable
+        ``output(xp, z, hidden_activation) -> a``: the output layer's activation.
+    value_and_delta : callable
+        ``value_and_delta(xp, z, a, y, activation, with_value, weights) -> (raw value or None,
+        δᴸ)``: one pass shares work between the two (``activation`` None: only the value is
+        wanted, and δᴸ is None). The raw value is the batch-summed cost divided by
+        ``value_scale`` (the training loop multiplies once per epoch instead of per batch).
+    value_scale : float
+    kernel_output : {"hidden", "identity"}
+        What CuPy's fused kernels apply to the output layer's ``z`` before ``kernel_row``:
+        the hidden activation, or nothing.
+    kernel_row : str or None
+        Its code in the fused kernels (:mod:`portamlp.fast`): the body of a C function of one
+        row, ``real f(const real* out, real* delta, int y, int n_out, int act, real tiny)``,
+        that writes the row's δᴸ into ``delta[0:n_out]`` and returns its raw cost (``y`` is the
+        row's class, ``out`` the output layer as ``kernel_output`` left it, ``act`` the hidden
+        activation's kernel code for ``derivative(a, act)``, ``tiny`` the dtype's smallest
+        normal number). None: runs with this cost take the portable step.
+    """
 
     name: str
-    #: ``output(xp, z, hidden_activation) -> a``: the output layer's activation.
     output: Callable[[Any, Any, Activation], Any]
-    #: ``value_and_delta(xp, z, a, y, act, with_value, weights) -> (raw value or None, δᴸ)``:
-    #: one pass shares work between the two; the raw value is the batch-summed cost divided by
-    #: ``value_scale`` (the training loop multiplies once per epoch instead of per batch).
     value_and_delta: Callable[..., tuple]
     value_scale: float = 1.0
+    kernel_output: str = "identity"
+    kernel_row: str | None = None
 
     def value(self, xp, a, y, weights=None):
         """The cost summed over the batch (0-d array), from output activations ``a``."""
@@ -70,6 +88,17 @@ def _quadratic_value_and_delta(xp, z, a, y, act, with_value, weights=None):
     return value, (delta if weights is None else delta * weights)
 
 
+_QUADRATIC_ROW = """
+    real sum = 0;
+    for (int j = 0; j < n_out; ++j) {
+        real diff = out[j] - (j == y ? (real)1 : (real)0);
+        sum += diff * diff;
+        delta[j] = diff * derivative(out[j], act);
+    }
+    return sum;
+"""
+
+
 def _ce_output(xp, z, act):
     return softmax(xp, z)
 
@@ -89,17 +118,31 @@ def _ce_value_and_delta(xp, z, a, y, act, with_value, weights=None):
     return xp.sum(t * log_a), delta  # times value_scale = -1
 
 
-COSTS: dict[str, Cost] = {
-    c.name: c
-    for c in (
-        Cost("quadratic", _quadratic_output, _quadratic_value_and_delta, 0.5),
-        Cost("cross_entropy", _ce_output, _ce_value_and_delta, -1.0),
-    )
-}
+_CROSS_ENTROPY_ROW = """
+    real m = out[0];
+    for (int j = 1; j < n_out; ++j) m = out[j] > m ? out[j] : m;
+    real total = 0;
+    for (int j = 0; j < n_out; ++j) total += exp(out[j] - m);
+    real sum = 0;
+    for (int j = 0; j < n_out; ++j) {
+        real a = exp(out[j] - m) / total;
+        delta[j] = a - (j == y ? (real)1 : (real)0);
+        if (j == y) sum += log(a > tiny ? a : tiny);
+    }
+    return sum;
+"""
+
+#: The costs, by name.
+COSTS: Registry[Cost] = Registry("cost", (
+    Cost("quadratic", _quadratic_output, _quadratic_value_and_delta, 0.5,
+         kernel_output="hidden", kernel_row=_QUADRATIC_ROW),
+    Cost("cross_entropy", _ce_output, _ce_value_and_delta, -1.0,
+         kernel_output="identity", kernel_row=_CROSS_ENTROPY_ROW),
+))
 
 
 def get_cost(name: str | Cost) -> Cost:
     """Look up a cost by its exact name (a near miss gets a suggestion)."""
     if isinstance(name, Cost):
         return name
-    return COSTS[check_choice("cost", name, COSTS)]
+    return COSTS.lookup(name)

@@ -1,27 +1,76 @@
-"""Host-side work that is not maths: randomness, initial weights, and per-epoch summaries.
+"""Initial weights: one registry entry per initialisation, drawn on the host.
 
-The Array API has no random module, so initial weights and per-epoch permutations are drawn here
-with ``numpy.random.default_rng`` and moved to the device once: one seed gives the same run on
-every backend. Keeping NumPy's host role in this module (and in :mod:`portamlp.inputs`) leaves
-:mod:`portamlp.network`, :mod:`portamlp.optim` and :mod:`portamlp.train` free of any array
-library.
+The Array API has no random module, so initial weights are drawn here with
+``numpy.random.default_rng`` and moved to the device once: one seed gives the same network on
+every backend. Draws are in float64, then cast to the training dtype, so the same seed gives
+the same float64 weights whatever the dtype.
+
+``init="auto"`` takes the initialisation the activation's entry names
+(:attr:`portamlp.nn.activations.Activation.init`). Adding an initialisation is adding an entry
+to :data:`INITS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..backends import to_numpy
-from ..checks import check_choice
+from ..registry import Registry
+from .activations import get_activation
 
-__all__ = ["INITS", "make_rng", "fresh_seed", "initial_parameters", "rng_state",
-           "set_rng_state", "permutation", "epoch_loss", "summary_values"]
+__all__ = ["Initialisation", "INITS", "AUTO", "init_names", "initial_parameters", "make_rng"]
 
-#: Weight initialisations accepted by :meth:`portamlp.Network.initialize`.
-INITS = ("auto", "normal", "scaled", "glorot", "he")
-_AUTO_INIT = {"sigmoid": "normal", "relu": "he", "leaky_relu": "he", "tanh": "glorot"}
+#: The name that picks the activation's own initialisation.
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Initialisation:
+    """A way to draw a layer's weights ``(n_out, n_in)`` and biases ``(n_out,)``.
+
+    ``draw(rng, n_in, n_out)`` returns both in float64; ``help`` says what they are.
+    """
+
+    name: str
+    draw: Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]
+    help: str
+
+
+def _normal(rng, n_in, n_out):
+    return rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)
+
+
+def _scaled(rng, n_in, n_out):
+    w, b = _normal(rng, n_in, n_out)
+    return w / np.sqrt(n_in), b
+
+
+def _glorot(rng, n_in, n_out):
+    w, b = _normal(rng, n_in, n_out)
+    return w * np.sqrt(2.0 / (n_in + n_out)), np.zeros_like(b)
+
+
+def _he(rng, n_in, n_out):
+    w, b = _normal(rng, n_in, n_out)
+    return w * np.sqrt(2.0 / n_in), np.zeros_like(b)
+
+
+#: The initialisations, by name (``"auto"`` is not one: it names the activation's choice).
+INITS: Registry[Initialisation] = Registry("init", (
+    Initialisation("normal", _normal, "weights and biases N(0, 1) (Nielsen's chapter 1, the "
+                                      "original program)"),
+    Initialisation("scaled", _scaled, "weights N(0, 1/n_in), biases N(0, 1)"),
+    Initialisation("glorot", _glorot, "weights N(0, 2/(n_in + n_out)), zero biases"),
+    Initialisation("he", _he, "weights N(0, 2/n_in), zero biases"),
+))
+
+
+def init_names() -> tuple[str, ...]:
+    """The values ``init=`` takes: ``"auto"`` and the registered initialisations."""
+    return (AUTO, *INITS)
 
 
 def make_rng(seed: Any) -> np.random.Generator:
@@ -29,69 +78,17 @@ def make_rng(seed: Any) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def fresh_seed() -> int:
-    """A new random seed from the operating system's entropy (recorded so a run can be rerun)."""
-    entropy = np.random.SeedSequence().entropy
-    assert isinstance(entropy, int)
-    return entropy % (2**63)
-
-
-def rng_state(rng: np.random.Generator) -> dict:
-    """The generator's state as plain (JSON-ready) data."""
-    return dict(rng.bit_generator.state)
-
-
-def set_rng_state(rng: np.random.Generator, state: dict) -> None:
-    """Restore a state returned by :func:`rng_state`."""
-    rng.bit_generator.state = state
-
-
-def permutation(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A random order of ``n`` rows (int64, on the host)."""
-    return rng.permutation(n)
-
-
 def initial_parameters(layers, init: str, activation: str, rng: np.random.Generator,
                        dtype: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Weights ``(n_out, n_in)`` and biases ``(n_out,)`` drawn layer by layer, weights first.
+    """Weights ``(n_out, n_in)`` and biases ``(n_out,)`` drawn layer by layer, weights first,
+    by the initialisation ``init`` (``"auto"``: the activation's own), cast to ``dtype``."""
+    from ..checks import check_choice
 
-    ``"normal"``: N(0, 1) weights and biases; ``"scaled"``: weights N(0, 1/n_in), biases N(0, 1);
-    ``"glorot"``: weights N(0, 2/(n_in + n_out)), zero biases; ``"he"``: N(0, 2/n_in), zero
-    biases; ``"auto"``: normal for sigmoid, He for (leaky) ReLU, Glorot for tanh. Draws are in
-    float64, then cast to ``dtype`` ("float32" or "float64"): the same seed gives the same
-    float64 weights whatever the dtype.
-    """
-    init = check_choice("init", init, INITS)
-    if init == "auto":
-        init = _AUTO_INIT[activation]
+    name = check_choice("init", init, init_names())
+    entry = INITS.lookup(get_activation(activation).init if name == AUTO else name)
     weights, biases = [], []
     for n_in, n_out in zip(layers[:-1], layers[1:]):
-        w = rng.standard_normal((n_out, n_in))
-        b = rng.standard_normal(n_out)
-        if init == "scaled":
-            w /= np.sqrt(n_in)
-        elif init == "glorot":
-            w *= np.sqrt(2.0 / (n_in + n_out))
-            b[:] = 0.0
-        elif init == "he":
-            w *= np.sqrt(2.0 / n_in)
-            b[:] = 0.0
+        w, b = entry.draw(rng, n_in, n_out)
         weights.append(w.astype(dtype, copy=False))
         biases.append(b.astype(dtype, copy=False))
     return weights, biases
-
-
-def epoch_loss(values) -> tuple[float, int | None]:
-    """Sum of an epoch's per-batch losses (host values) in float64, and the index of the first
-    non-finite one (None if all are finite)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    if finite.all():
-        return float(values.sum()), None
-    first = int(np.argmin(finite))
-    return float(values[first]), first
-
-
-def summary_values(vector) -> np.ndarray:
-    """A device vector of per-epoch figures, read back to the host in one transfer (float64)."""
-    return to_numpy(vector).astype(np.float64)

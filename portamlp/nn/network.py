@@ -2,7 +2,7 @@
 
 Notation follows Nielsen's *Neural Networks and Deep Learning* (and 3Blue1Brown's series):
 for layer ``l``, ``zˡ = aˡ⁻¹ Wˡᵀ + bˡ`` and ``aˡ = σ(zˡ)``; the error of the output layer is
-``δᴸ`` (see :mod:`portamlp.losses`) and it travels back as ``δˡ = (δˡ⁺¹ Wˡ⁺¹) ⊙ σ'(zˡ)``.
+``δᴸ`` (see :mod:`portamlp.nn.costs`) and it travels back as ``δˡ = (δˡ⁺¹ Wˡ⁺¹) ⊙ σ'(zˡ)``.
 Weights have shape ``(n_out, n_in)`` as in Nielsen's ``network.py``; a mini-batch is a matrix
 whose rows are samples, so one matrix product handles the whole batch.
 
@@ -10,25 +10,31 @@ All the maths goes through the array namespace ``xp`` of the network's backend: 
 on NumPy, CuPy, PyTorch and array-api-strict. Initialisation draws on the host (NumPy), so that
 one seed gives the same initial network on every backend. Every public method runs inside the
 backend's device context (:meth:`portamlp.Backend.activate`).
+
+The parameters are kept in one list, ``[W¹, b¹, W², b², ...]`` (:meth:`Network.parameters`);
+``weights`` and ``biases`` are views of it. Optimizers update that list through the backend's
+write-through helper (:mod:`portamlp.backends.writes`): in place where the library allows it,
+by replacing its items where it does not.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, overload
 
 from ..backends import Backend, get_backend, memory_phase, to_numpy
 from ..checks import check_dtype, check_layers
 from ..datasets.scaling import Preprocessing
+from ..datasets.staging import one_hot
 from ..errors import warn
 from .activations import Activation, get_activation
-from .costs import Cost, get_cost, one_hot
+from .costs import Cost, get_cost
 from .init import initial_parameters, make_rng
 from .inputs import as_features, as_labels, host_numeric
 
-__all__ = ["Network", "CHUNK_ROWS"]
+__all__ = ["Network", "LayerParameters", "CHUNK_ROWS"]
 
 #: Rows per chunk when running the network on large inputs (bounds temporary memory).
 CHUNK_ROWS = 8192
@@ -45,6 +51,43 @@ def _on_device(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+class LayerParameters(Sequence):
+    """The weights (or the biases) of every layer: a view of the network's parameter list.
+
+    ``net.weights[l]`` reads and ``net.weights[l] = w`` replaces layer ``l``'s matrix in the
+    network itself; ``list(net.weights)`` is a plain list.
+    """
+
+    def __init__(self, parameters: list, offset: int):
+        self._parameters, self._offset = parameters, offset
+
+    def __len__(self) -> int:
+        return len(self._parameters) // 2
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list: ...
+    def __getitem__(self, index):
+        return self._parameters[self._offset::2][index]
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        position = range(len(self))[index]  # negative indices and bounds, as for a list
+        self._parameters[2 * position + self._offset] = value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._parameters[self._offset::2])
+
+    def __add__(self, other: Sequence) -> list:
+        return list(self) + list(other)
+
+    def __radd__(self, other: Sequence) -> list:
+        return list(other) + list(self)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 class Network:
     """A fully connected feed-forward network.
 
@@ -55,10 +98,10 @@ class Network:
     ----------
     backend : Backend
         Where the parameters live.
-    weights : list of arrays
-        ``weights[l]`` has shape ``(layers[l + 1], layers[l])``.
-    biases : list of arrays
-        ``biases[l]`` has shape ``(layers[l + 1],)``.
+    weights : LayerParameters
+        ``weights[l]`` has shape ``(layers[l + 1], layers[l])`` (a view of :meth:`parameters`).
+    biases : LayerParameters
+        ``biases[l]`` has shape ``(layers[l + 1],)`` (a view of :meth:`parameters`).
     activation : str
         Hidden-layer activation (``"sigmoid"``, ``"relu"``, ``"leaky_relu"``, ``"tanh"``).
     cost : str
@@ -72,8 +115,7 @@ class Network:
                  cost: str = "quadratic", backend: Backend,
                  preprocessing: Preprocessing | None = None):
         self.backend = backend
-        self.weights = list(weights)
-        self.biases = list(biases)
+        self._parameters: list = [p for wb in zip(weights, biases) for p in wb]
         self._activation: Activation = get_activation(activation)
         self._cost: Cost = get_cost(cost)
         self.preprocessing = preprocessing
@@ -161,9 +203,20 @@ class Network:
 
     # ------------------------------------------------------------------ properties
     @property
+    def weights(self) -> LayerParameters:
+        """The weight matrices, ``weights[l]`` of shape ``(layers[l + 1], layers[l])``."""
+        return LayerParameters(self._parameters, 0)
+
+    @property
+    def biases(self) -> LayerParameters:
+        """The bias vectors, ``biases[l]`` of shape ``(layers[l + 1],)``."""
+        return LayerParameters(self._parameters, 1)
+
+    @property
     def layers(self) -> tuple[int, ...]:
         """Layer sizes, inputs first: ``(784, 30, 10)``."""
-        return (int(self.weights[0].shape[1]),) + tuple(int(w.shape[0]) for w in self.weights)
+        ws = self._parameters[0::2]
+        return (int(ws[0].shape[1]),) + tuple(int(w.shape[0]) for w in ws)
 
     @property
     def activation(self) -> str:
@@ -176,15 +229,20 @@ class Network:
         return self._cost.name
 
     @property
-    def loss_scale(self) -> float:
-        """The constant that turns :meth:`backprop`'s raw loss into the cost (½ for the
+    def cost_scale(self) -> float:
+        """The constant that turns :meth:`backprop`'s raw cost into the cost (½ for the
         quadratic cost, −1 for cross-entropy): training multiplies once per epoch."""
         return self._cost.value_scale
 
     @property
+    def loss_scale(self) -> float:
+        """Alias of :attr:`cost_scale` (portamlp's word is "cost")."""
+        return self.cost_scale
+
+    @property
     def dtype(self) -> str:
         """``"float32"`` or ``"float64"``."""
-        return "float64" if self.weights[0].dtype == self.backend.xp.float64 else "float32"
+        return "float64" if self._parameters[0].dtype == self.backend.xp.float64 else "float32"
 
     @property
     def xp(self):
@@ -192,8 +250,10 @@ class Network:
         return self.backend.xp
 
     def parameters(self) -> list:
-        """Weights and biases interleaved: ``[W¹, b¹, W², b², ...]`` (the optimizer's view)."""
-        return [p for wb in zip(self.weights, self.biases) for p in wb]
+        """The network's own list of parameters, weights and biases interleaved:
+        ``[W¹, b¹, W², b², ...]``. Optimizers write into it (in place, or by replacing its items
+        on libraries without in-place updates); the network reads it."""
+        return self._parameters
 
     def __repr__(self) -> str:
         return (f"Network(layers={list(self.layers)}, activation={self.activation!r}, "
@@ -207,8 +267,10 @@ class Network:
         xp, f, output = self.backend.xp, self._activation.f, self._cost.output
         zs, inputs, outputs = [], [], []
         a = x
-        last = len(self.weights) - 1
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+        params = self._parameters
+        last = len(params) // 2 - 1
+        for l in range(last + 1):
+            w, b = params[2 * l], params[2 * l + 1]
             inputs.append(a if dropout is None else dropout(l, a))
             z = inputs[l] @ w.T + b
             a = output(xp, z, self._activation) if l == last else f(xp, z)
@@ -216,9 +278,9 @@ class Network:
             outputs.append(a)
         return zs, inputs, outputs
 
-    def backprop(self, x, targets, *, sample_weight=None, with_loss: bool = True,
+    def backprop(self, x, targets, *, sample_weight=None, with_cost: bool = True,
                  dropout: Callable[[int, Any], Any] | None = None) -> tuple[Any, list]:
-        """The loss and gradients of one mini-batch, summed over its samples: the training step.
+        """The cost and gradients of one mini-batch, summed over its samples: the training step.
 
         Parameters
         ----------
@@ -228,44 +290,46 @@ class Network:
             One-hot rows, same dtype and device.
         sample_weight : array of shape (n, 1), optional
             Each sample's cost and gradient are multiplied by its weight.
-        with_loss : bool
-            Also compute the loss (default True).
+        with_cost : bool
+            Also compute the cost (default True).
         dropout : callable, optional
             ``dropout(l, a)`` multiplies layer ``l``'s input ``a`` by that step's dropout mask
-            (see :mod:`portamlp.dropout`); the same call masks the gradient flowing back.
+            (see :mod:`portamlp.training.dropout`); the same call masks the gradient flowing
+            back.
 
         Returns
         -------
-        loss : 0-d array or None
-            The batch-summed cost divided by :attr:`loss_scale`, still on the device.
+        cost : 0-d array or None
+            The batch-summed cost divided by :attr:`cost_scale`, still on the device.
         grads : list of arrays
             Aligned with :meth:`parameters`: ``[∂C/∂W¹, ∂C/∂b¹, ∂C/∂W², ...]``, summed over the
             batch (divide by n for the batch mean; the optimizers fold that into their step).
         """
         xp, act = self.backend.xp, self._activation
-        f_prime, weights = act.f_prime, self.weights
+        f_prime, params = act.f_prime, self._parameters
         zs, inputs, outputs = self._forward(x, dropout)
-        loss, delta = self._cost.value_and_delta(xp, zs[-1], outputs[-1], targets, act,
-                                                 with_loss, sample_weight)
-        n_layers = len(weights)
+        cost, delta = self._cost.value_and_delta(xp, zs[-1], outputs[-1], targets, act,
+                                                 with_cost, sample_weight)
+        n_layers = len(params) // 2
         grads: list[Any] = [None] * (2 * n_layers)
         for l in range(n_layers - 1, -1, -1):
             grads[2 * l] = delta.T @ inputs[l]
             grads[2 * l + 1] = xp.sum(delta, axis=0)
             if l:
-                back = delta @ weights[l]
+                back = delta @ params[2 * l]
                 if dropout is not None:  # a dropped unit passed nothing forward, gets nothing back
                     back = dropout(l, back)
                 delta = back * f_prime(xp, zs[l - 1], outputs[l - 1])
-        return loss, grads
+        return cost, grads
 
     def _output(self, x):
         """Output activations for one chunk already on the device."""
         xp, act = self.backend.xp, self._activation
         a = x
-        last = len(self.weights) - 1
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = a @ w.T + b
+        params = self._parameters
+        last = len(params) // 2 - 1
+        for l in range(last + 1):
+            z = a @ params[2 * l].T + params[2 * l + 1]
             a = self._cost.output(xp, z, act) if l == last else act.f(xp, z)
         return a
 
@@ -279,7 +343,7 @@ class Network:
             return xp.concat([self._output(x[i:min(i + CHUNK_ROWS, n), ...])
                               for i in range(0, n, CHUNK_ROWS)])
 
-    def outputs_and_loss(self, x, targets, sample_weight=None) -> tuple[Any, Any]:
+    def outputs_and_cost(self, x, targets, sample_weight=None) -> tuple[Any, Any]:
         """Output activations ``(n, n_classes)`` and the summed cost (a 0-d array), for ``x`` and
         one-hot ``targets`` already on the device (no checks, nothing read back), in chunks."""
         with self.backend.activate():
@@ -356,14 +420,18 @@ class Network:
         return load(name, split, backend=self.backend, dtype=self.dtype, **load_options)
 
     @_on_device
-    def loss(self, x: Any, y: Any) -> float:
+    def mean_cost(self, x: Any, y: Any) -> float:
         """Mean cost over the samples (labels ``y`` as class indices)."""
         x = self._as_input(x)
         y = self._as_labels(y, x.shape[0])
         be = self.backend
         targets = one_hot(be.xp, y, self.layers[-1], x.dtype, be.device)
-        _, total = self.outputs_and_loss(x, targets)
+        _, total = self.outputs_and_cost(x, targets)
         return float(total) / x.shape[0]
+
+    def loss(self, x: Any, y: Any) -> float:
+        """Alias of :meth:`mean_cost` (portamlp's word is "cost")."""
+        return self.mean_cost(x, y)
 
     @_on_device
     def gradients(self, x: Any, y: Any) -> tuple[list, list]:
@@ -372,7 +440,7 @@ class Network:
         y = self._as_labels(y, x.shape[0])
         be = self.backend
         targets = one_hot(be.xp, y, self.layers[-1], x.dtype, be.device)
-        _, grads = self.backprop(x, targets, with_loss=False)
+        _, grads = self.backprop(x, targets, with_cost=False)
         scale = 1.0 / x.shape[0]
         return [g * scale for g in grads[0::2]], [g * scale for g in grads[1::2]]
 
@@ -390,7 +458,8 @@ class Network:
 
     def host_parameters(self) -> tuple[list, list]:
         """Host (NumPy) copies of ``(weights, biases)``."""
-        return [to_numpy(w) for w in self.weights], [to_numpy(b) for b in self.biases]
+        params = [to_numpy(p) for p in self._parameters]
+        return params[0::2], params[1::2]
 
     def get_params(self) -> tuple[list, list]:
         """Deprecated name of :meth:`host_parameters` (scikit-learn's ``get_params`` means
@@ -400,9 +469,9 @@ class Network:
         return self.host_parameters()
 
     def save(self, path, *, format: str | None = None, overwrite: bool = False) -> None:
-        """Save to ``path`` (JSON or safetensors; see :mod:`portamlp.saving`). Refuses to replace
-        an existing file unless ``overwrite=True``. The write is atomic."""
-        from ..files.models import save  # the one lazy back-reference: the model saves itself
+        """Save to ``path`` (JSON or safetensors; see :mod:`portamlp.files.models`). Refuses to
+        replace an existing file unless ``overwrite=True``. The write is atomic."""
+        from ..files.models import save  # the one lazy back-reference: a model saves itself
 
         save(self, path, format=format, overwrite=overwrite)
 

@@ -55,8 +55,6 @@ ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "leaky_rel
 SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 COSTS = ("cross_entropy", "quadratic")
-#: Adam's constants in portamlp (not settable there yet).
-ADAM_CONSTANTS = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}
 #: sklearn's adaptive schedule divides the rate by this and stops below MIN_RATE.
 ADAPTIVE_DIVISOR = 5.0
 MIN_RATE = 1e-6
@@ -118,7 +116,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         with the best epoch's weights.
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
-        Adam's constants; portamlp's Adam has exactly these, other values are refused.
+        Adam's decay rates and ε (portamlp's ``beta1``, ``beta2``, ``epsilon``); ignored by
+        the ``"sgd"`` solver.
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
         Only for scikit-learn's ``"lbfgs"`` solver; accepted and unused.
@@ -312,8 +311,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             x=X_train, y=y_train, sample_weight=w_train, epochs=1 if incremental else
             self.max_iter, batch_size=batch, learning_rate=float(self.learning_rate_init),
             learning_rate_schedule=epochs.rate if settings["scheduled"] else "constant",
-            optimizer=self.solver, momentum=settings["momentum"],
-            nesterov=settings["nesterov"], weight_decay=float(self.alpha) / (batch * mean_weight),
+            optimizer=self.solver, **settings["hyper_parameters"],
+            weight_decay=float(self.alpha) / (batch * mean_weight),
             shuffle=bool(self.shuffle), seed=seed, dropout=self.dropout,
             input_dropout=self.input_dropout, max_norm=self.max_norm, callbacks=[epochs],
             progress=False)
@@ -402,11 +401,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name, value in ADAM_CONSTANTS.items():
-            if getattr(self, name) != value:
-                raise ValueError(f"{name}={getattr(self, name)!r}: portamlp's Adam uses "
-                                 f"beta_1=0.9, beta_2=0.999, epsilon=1e-8 and cannot change them "
-                                 f"yet; leave {name} at its default {value!r}")
+        _number("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        _number("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        _number("epsilon", self.epsilon, low=0.0, low_open=True)
         if self.random_state is not None and not (_is_int(self.random_state) or isinstance(
                 self.random_state, np.random.RandomState)):
             raise ValueError(f"random_state must be None, an int or a numpy.random.RandomState,"
@@ -415,9 +412,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True: it sees one "
                              "batch of data at a time; set early_stopping=False")
         sgd = self.solver == "sgd"
-        momentum = float(self.momentum) if sgd else 0.0
-        return {"activation": ACTIVATIONS[self.activation], "momentum": momentum,
-                "nesterov": bool(self.nesterovs_momentum) and momentum > 0,
+        if sgd:
+            momentum = float(self.momentum)
+            hyper = {"momentum": momentum,
+                     "nesterov": bool(self.nesterovs_momentum) and momentum > 0}
+        else:
+            hyper = {"beta1": float(self.beta_1), "beta2": float(self.beta_2),
+                     "epsilon": float(self.epsilon)}
+        return {"activation": ACTIVATIONS[self.activation], "hyper_parameters": hyper,
                 "scheduled": sgd and self.learning_rate != "constant"}
 
     def _layers(self, n_features: int) -> tuple[int, ...]:
@@ -737,7 +739,7 @@ class _Epochs:
     def __call__(self, record: EpochRecord, network: Network) -> bool:
         est, schedule = self.est, self.schedule
         self.n_iter += 1
-        loss = record.train_loss + self._l2(network)
+        loss = record.train_cost + self._l2(network)
         est.loss_ = loss
         est.loss_curve_.append(loss)
         est.t_ += self.n_train
@@ -817,9 +819,10 @@ class _Epochs:
     def finish(self, network: Network) -> None:
         """With early stopping, end with the best epoch's weights (as scikit-learn does)."""
         if self.est.early_stopping and self.best_parameters is not None:
+            params, write = network.parameters(), network.backend.writes
             with network.backend.activate():
-                for p, best in zip(network.parameters(), self.best_parameters):
-                    p[...] = best
+                for i, best in enumerate(self.best_parameters):
+                    params[i] = write.assign(params[i], best)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -23,16 +23,10 @@ import numpy as np
 
 from ..backends import Backend, to_numpy
 from ..errors import ModelFormatError, PortamlpWarning, warn
-from ..files.models import (
-    MAX_FILE_BYTES,
-    atomic_write_bytes,
-    check_save_path,
-    encode_safetensors,
-    format_of,
-    read_safetensors,
-    to_document,
-    to_tensors,
-)
+from ..files.fields import MAX_FILE_BYTES
+from ..files.json_format import to_document
+from ..files.safetensors_format import encode_safetensors, read_safetensors, to_tensors
+from ..files.writing import atomic_write_bytes, check_save_path, format_of
 from ..nn.network import Network
 from ._arrays import backend_for_place, device_spec
 

@@ -1,23 +1,28 @@
 """The options of a training run, declared once, and what a run reports.
 
-Each option of :func:`portamlp.train` is declared here, once: its name, default, valid values and
-one line of help. Everything else is derived from these declarations or tested against them:
+Each option of :func:`portamlp.train` is declared once: its name, default, valid values and one
+line of help. Everything else is derived from the declarations or tested against them:
 
-* :class:`TrainConfig`, the frozen, validated settings of a run, *is* the declaration of the
-  settings (a field per option, with its help and check in the field's metadata);
+* :class:`TrainConfig`, the frozen, validated configuration of a run, *is* the declaration of
+  the run's options (a field per option, with its help and check in the field's metadata);
+* each optimizer declares its own hyper-parameters
+  (:attr:`portamlp.training.optimizers.Optimizer.hyper_parameters`); a run's values are
+  :attr:`TrainConfig.optimizer_options`;
 * :data:`RUN_OPTIONS` declares the other arguments of ``train`` (data, backend, checkpoints, ...);
-* ``train()``'s keyword parameters are tested against both (``inspect.signature``), and its
+* ``train()``'s keyword parameters are tested against them (``inspect.signature``), and its
   docstring's parameter list is generated from them;
 * the ``portamlp train`` flags and the keys a ``--config`` TOML file accepts are generated from
-  them (:func:`cli_options`);
-* the README's options table is :func:`options_table`, and a test checks that it is there.
+  them (:func:`cli_options`), and so is the README's options table (:func:`options_table`).
+
+The valid values of ``activation``, ``cost``, ``init`` and ``optimizer`` are read from their
+registries when they are used, so a registered entry is valid everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,19 +37,20 @@ from ..checks import (
 )
 from ..datasets.scaling import SCALES, check_scale
 from ..fast import FAST_PATH_MODES, GRAPH_STEPS
+from ..files.run_records import EpochRecord
 from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
-from ..nn.init import INITS
-from .optimizers import OPTIMIZERS
+from ..nn.init import init_names
+from .optimizers import OPTIMIZERS, hyper_parameters
 from .schedules import SCHEDULES
-from .stopping import MONITORS
+from .stopping import MONITORS, check_monitor
 
 if TYPE_CHECKING:
     from ..nn.network import Network
 
-__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "RunPosition", "RunOption",
-           "RUN_OPTIONS", "DEFAULT_LAYERS", "DEFAULT_HIDDEN", "options_table", "options_doc",
-           "cli_options"]
+__all__ = ["TrainConfig", "TrainResult", "RunOption", "RUN_OPTIONS", "Declared",
+           "DEFAULT_LAYERS", "DEFAULT_HIDDEN", "declared_options", "options_table",
+           "options_doc", "cli_options", "EpochRecord"]
 
 #: Layers used on a named data set when none are given (Nielsen's network).
 DEFAULT_LAYERS = (784, 30, 10)
@@ -53,13 +59,15 @@ DEFAULT_HIDDEN = 30
 
 
 def option(default: Any, help: str, check: Callable[[str, Any], Any], *,
-           kind: str, choices: tuple | None = None, default_text: str | None = None,
-           cli: bool = True) -> Any:
+           kind: str, choices: Callable[[], Any] | None = None,
+           default_text: str | None = None, cli: bool = True) -> Any:
     """A :class:`TrainConfig` field declaring one option.
 
     ``check(name, value)`` validates a value and returns it normalised; ``kind`` names the type
     for the command line and the docs ("int", "float", "str", "bool", "layers", "scale");
-    ``default_text`` describes a ``None`` default; ``cli=False`` keeps it off the command line.
+    ``choices()`` gives the valid values when they form a list (read when used, so that
+    registered entries count); ``default_text`` describes a ``None`` default; ``cli=False``
+    keeps it off the command line.
     """
     return field(default=default, metadata={
         "help": help, "check": check, "kind": kind, "choices": choices,
@@ -78,8 +86,8 @@ def _positive_int(name, value):
     return check_int(name, value, minimum=1)
 
 
-def _choice(choices):
-    return lambda name, value: check_choice(name, value, choices)
+def _one_of(choices: Callable[[], Any]) -> Callable[[str, Any], str]:
+    return lambda name, value: check_choice(name, value, choices())
 
 
 def _dataset(name, value):
@@ -110,12 +118,21 @@ def _max_norm(name, value):
     return check_float(name, value, above=0.0, optional=True)
 
 
+def _mapping(name, value):
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict of the optimizer's hyper-parameters, got "
+                        f"{value!r}")
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """The settings of one training run (validated on construction).
+    """The configuration of one training run (validated on construction).
 
     ``None`` for a length means "all that is available": for a named data set, the training split
-    minus the validation rows (50,000 for MNIST), and the whole test split (10,000).
+    minus the validation rows (50,000 for MNIST), and the whole test split (10,000). The
+    optimizer's own hyper-parameters are in :attr:`optimizer_options` (filled with their
+    defaults) and read as attributes too (``config.momentum``).
     """
 
     layers: tuple[int, ...] | None = option(
@@ -136,8 +153,8 @@ class TrainConfig:
     learning_rate_schedule: Any = option(
         "constant", "the rate of each epoch: cosine goes down towards 0 over the epochs, step "
         "multiplies it by decay_factor every decay_every epochs, plateau by decay_factor after "
-        "plateau_patience epochs without improvement of the monitored figure; in Python also "
-        "any callable epoch -> rate", _schedule, kind="str", choices=SCHEDULES)
+        "plateau_patience epochs without improvement of the monitored value; in Python also "
+        "any callable epoch -> rate", _schedule, kind="str", choices=lambda: SCHEDULES)
     warmup_epochs: int = option(0, "epochs over which the rate ramps up linearly before the "
                                 "schedule starts", lambda n, v: check_int(n, v, minimum=0),
                                 kind="int")
@@ -148,18 +165,15 @@ class TrainConfig:
                               kind="int")
     plateau_patience: int = option(3, "epochs without improvement before the plateau schedule "
                                    "decays", _positive_int, kind="int")
-    activation: str = option("sigmoid", "hidden-layer activation", _choice(tuple(ACTIVATIONS)),
-                             kind="str", choices=tuple(ACTIVATIONS))
+    activation: str = option("sigmoid", "hidden-layer activation",
+                             _one_of(lambda: ACTIVATIONS), kind="str",
+                             choices=lambda: tuple(ACTIVATIONS))
     cost: str = option("quadratic", "quadratic is Nielsen's and the original program's; "
-                       "cross_entropy has a softmax output", _choice(tuple(COSTS)), kind="str",
-                       choices=tuple(COSTS))
-    optimizer: str = option("sgd", "how gradients update the weights", _choice(OPTIMIZERS),
-                            kind="str",
-                            choices=OPTIMIZERS)
-    momentum: float = option(0.0, "SGD momentum μ in [0, 1)",
-                             lambda n, v: check_float(n, v, minimum=0.0, below=1.0), kind="float")
-    nesterov: bool = option(False, "Nesterov momentum (needs momentum > 0)", check_bool,
-                            kind="bool")
+                       "cross_entropy has a softmax output", _one_of(lambda: COSTS), kind="str",
+                       choices=lambda: tuple(COSTS))
+    optimizer: str = option("sgd", "how gradients update the weights; each has its own "
+                            "hyper-parameters (below)", _one_of(lambda: OPTIMIZERS), kind="str",
+                            choices=lambda: tuple(OPTIMIZERS))
     weight_decay: float = option(0.0, "L2 penalty λ on the weights (not the biases)",
                                  lambda n, v: check_float(n, v, minimum=0.0), kind="float")
     dropout: float = option(0.0, "probability of dropping each hidden unit in training "
@@ -170,27 +184,29 @@ class TrainConfig:
     max_norm: float | None = option(None, "after every step, scale each unit's incoming weight "
                                     "vector down to this norm if longer", _max_norm,
                                     kind="float", default_text="none")
-    early_stopping: bool = option(False, "stop when the monitored figure has not improved for "
+    early_stopping: bool = option(False, "stop when the monitored value has not improved for "
                                   "patience epochs, and restore the best weights", check_bool,
                                   kind="bool")
-    monitor: str = option("validation_accuracy", "the figure early stopping and the plateau "
-                          "schedule watch", _choice(MONITORS), kind="str", choices=MONITORS)
+    monitor: str = option("validation_accuracy", "the value early stopping and the plateau "
+                          "schedule watch (validation_loss and train_loss are earlier names "
+                          "of the costs)", check_monitor, kind="str", choices=lambda: MONITORS)
     patience: int = option(10, "epochs without improvement before early stopping stops",
                            _positive_int, kind="int")
-    min_delta: float = option(0.0, "the least change of the monitored figure that counts as an "
+    min_delta: float = option(0.0, "the least change of the monitored value that counts as an "
                               "improvement", lambda n, v: check_float(n, v, minimum=0.0),
                               kind="float")
     restore_best: bool = option(True, "with early stopping, end with the best epoch's weights",
                                 check_bool, kind="bool")
-    init: str = option("auto", "initial weights; auto is normal for sigmoid, he for (leaky) "
-                       "relu, glorot for tanh", _choice(INITS), kind="str", choices=INITS)
+    init: str = option("auto", "initial weights; auto takes the activation's own (normal for "
+                       "sigmoid, he for (leaky) relu, glorot for tanh)", _one_of(init_names),
+                       kind="str", choices=init_names)
     dtype: str = option("float32", "floating dtype of parameters and data",
-                        lambda n, v: check_dtype(v, n), kind="str", choices=DTYPES)
+                        lambda n, v: check_dtype(v, n), kind="str", choices=lambda: DTYPES)
     dataset: str = option("mnist", "mnist (embedded), fashion-mnist, kmnist or a folder of "
                           "MNIST-format files (not with your own x, y)", _dataset, kind="str")
     scale: Any = option(255, "pixels of a named data set ÷255, ÷256 (the original program) or "
                         "standardized; stored with the model", lambda n, v: check_scale(v),
-                        kind="scale", choices=SCALES)
+                        kind="scale", choices=lambda: SCALES)
     shuffle: bool = option(True, "shuffle the training rows every epoch", check_bool,
                            kind="bool")
     seed: int | None = option(None, "seeds initial weights and order: the same run on every "
@@ -201,31 +217,73 @@ class TrainConfig:
     fast_path: str = option("auto", f"CuPy only: fused CUDA kernels, {GRAPH_STEPS} steps per "
                             "CUDA graph; auto uses them where they apply, on insists, off keeps "
                             "the portable Array-API step",
-                            _choice(FAST_PATH_MODES), kind="str", choices=FAST_PATH_MODES)
+                            _one_of(lambda: FAST_PATH_MODES), kind="str",
+                            choices=lambda: FAST_PATH_MODES)
+    optimizer_options: dict[str, Any] = option(
+        None, "the optimizer's own hyper-parameters (see each optimizer)", _mapping,
+        kind="dict", default_text="the optimizer's defaults", cli=False)  # type: ignore[assignment]
 
     def __post_init__(self):
+        if self.optimizer_options is None:
+            object.__setattr__(self, "optimizer_options", {})
         for f in dataclasses.fields(self):
             value = f.metadata["check"](f.name, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
-        if self.nesterov and not self.momentum:
-            raise ValueError("nesterov=True needs momentum > 0 (e.g. momentum=0.9)")
-        if self.optimizer == "adam" and (self.momentum or self.nesterov):
-            raise ValueError("momentum and nesterov apply to optimizer='sgd'; Adam keeps its own "
-                             "moment estimates")
+        object.__setattr__(self, "optimizer_options",
+                           hyper_parameters(self.optimizer, self.optimizer_options))
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("optimizer_options") or {}
+        if name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data view (JSON-ready); a callable schedule is named ``"callable:<name>"``."""
-        d = dataclasses.asdict(self)
+        """Plain-data view (JSON-ready), the optimizer's hyper-parameters among the options; a
+        callable schedule is named ``"callable:<name>"``."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "optimizer_options"}
+        d.update(self.optimizer_options)
         d["layers"] = list(self.layers) if self.layers else None
         if callable(self.learning_rate_schedule):
             name = getattr(self.learning_rate_schedule, "__qualname__", "function")
             d["learning_rate_schedule"] = f"callable:{name}"
         return d
 
+    @classmethod
+    def split(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Flat options (``to_dict``'s form, or ``train``'s keywords) as this class's keyword
+        arguments: the optimizer's hyper-parameters go into ``optimizer_options``; those of
+        other optimizers left at their defaults (an earlier run record holds them all) are
+        dropped; other names are kept, for the constructor to refuse."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        out = {k: v for k, v in options.items() if k in names}
+        optimizer = options.get("optimizer", cls.optimizer)
+        own = {hp.name for hp in _optimizer_class(optimizer).hyper_parameters} \
+            if optimizer in OPTIMIZERS else set()
+        extra = dict(out.get("optimizer_options") or {})
+        for key, value in options.items():
+            if key in names:
+                continue
+            if key in own or not _is_default_elsewhere(key, value):
+                extra[key] = value
+        out["optimizer_options"] = extra
+        return out
+
+
+def _optimizer_class(name: str):
+    return OPTIMIZERS.lookup(name)
+
+
+def _is_default_elsewhere(key: str, value: Any) -> bool:
+    """Whether ``key`` is a hyper-parameter of some optimizer and ``value`` its default."""
+    return any(hp.name == key and hp.default == value
+               for opt in OPTIMIZERS.values() for hp in opt.hyper_parameters)
+
 
 @dataclass(frozen=True)
 class RunOption:
-    """An argument of :func:`portamlp.train` that is not a setting of the run itself."""
+    """An argument of :func:`portamlp.train` that is not part of the run's configuration."""
 
     name: str
     default: Any
@@ -246,7 +304,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               kind="path"),
     RunOption("optimizer_state", None, "with network=: a previous result's optimizer_state, to "
               "continue its momentum or Adam moments"),
-    RunOption("backend", None, "numpy, cupy, torch, array_api_strict or auto", kind="str",
+    RunOption("backend", None, "numpy, cupy, torch, array_api_strict, auto, or any installed "
+              "library that implements the Array API", kind="str",
               default_text="x's library, else $PORTAMLP_BACKEND, else auto"),
     RunOption("device", None, "device of the backend: cpu, cuda, cuda:1, 1, ...", kind="str",
               default_text="the backend's default"),
@@ -265,8 +324,51 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
 )
 
 
-def _default_text(default: Any, default_text: str | None) -> str:
-    return default_text if default_text is not None else repr(default)
+@dataclass(frozen=True)
+class Declared:
+    """One option as the command line and the docs show it.
+
+    ``owner`` is the optimizer a hyper-parameter belongs to (None for the others); ``kind``
+    None marks a Python-only option.
+    """
+
+    name: str
+    kind: str | None
+    default: Any
+    help: str
+    choices: tuple | None = None
+    default_text: str | None = None
+    cli: bool = True
+    owner: str | None = None
+
+    @property
+    def shown_default(self) -> str:
+        """The default as the help text says it."""
+        if self.default_text is not None:
+            return self.default_text
+        return "none" if self.default is None else str(self.default)
+
+
+def declared_options() -> Iterator[Declared]:
+    """Every option of ``train``, in order: the configuration's, the registered optimizers'
+    hyper-parameters (each once, under the first optimizer declaring it), the run's."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "optimizer_options":
+            continue
+        meta = f.metadata
+        choices = tuple(meta["choices"]()) if meta["choices"] else None
+        yield Declared(f.name, meta["kind"], f.default, meta["help"], choices,
+                       meta["default_text"], meta["cli"])
+    seen = set()
+    for opt in OPTIMIZERS.values():
+        for hp in opt.hyper_parameters:
+            if hp.name not in seen:
+                seen.add(hp.name)
+                yield Declared(hp.name, hp.kind, hp.default, f"{opt.name}: {hp.help}",
+                               owner=opt.name)
+    for o in RUN_OPTIONS:
+        yield Declared(o.name, o.kind, o.default, o.help, default_text=o.default_text,
+                       cli=o.kind is not None)
 
 
 def options_table() -> str:
@@ -275,110 +377,38 @@ def options_table() -> str:
         return f"`{v!r}`"
 
     rows = ["| option | default | values | meaning |", "|---|---|---|---|"]
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        default = meta["default_text"] or code(f.default)
-        values = ", ".join(code(c) for c in meta["choices"]) if meta["choices"] else \
-            {"layers": "ints"}.get(meta["kind"], meta["kind"])
-        rows.append(f"| `{f.name}` | {default} | {values} | {meta['help']} |")
-    for o in RUN_OPTIONS:
-        default = o.default_text or code(o.default)
-        rows.append(f"| `{o.name}` | {default} | {o.kind or 'Python only'} | {o.help} |")
+    for d in declared_options():
+        default = d.default_text or code(d.default)
+        if d.choices:
+            values = ", ".join(code(c) for c in d.choices)
+        elif d.kind is None:
+            values = "Python only"
+        else:
+            values = {"layers": "ints"}.get(d.kind, d.kind)
+        rows.append(f"| `{d.name}` | {default} | {values} | {d.help} |")
     return "\n".join(rows)
 
 
 def options_doc(indent: str = "    ") -> str:
     """The numpydoc parameter list of ``train``, generated from the declarations."""
     lines = []
-
-    def entry(name: str, kind: str, text: str) -> None:
-        lines.append(f"{name} : {kind}")
-        lines.extend(textwrap.wrap(text, width=92, initial_indent=indent,
-                                   subsequent_indent=indent))
-
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        kind = ("{" + ", ".join(repr(c) for c in meta["choices"]) + "}") if meta["choices"] \
-            else {"layers": "sequence of int or str"}.get(meta["kind"], meta["kind"])
-        entry(f.name, kind, f"{meta['help']}; default: "
-                            f"{_default_text(f.default, meta['default_text'])}.")
-    for o in RUN_OPTIONS:
-        entry(o.name, "optional", f"{o.help}; default: {_default_text(o.default, o.default_text)}.")
+    for d in declared_options():
+        if d.choices:
+            kind = "{" + ", ".join(repr(c) for c in d.choices) + "}"
+        elif d.kind is None:
+            kind = "optional"
+        else:
+            kind = {"layers": "sequence of int or str"}.get(d.kind, d.kind)
+        default = d.default_text if d.default_text is not None else repr(d.default)
+        lines.append(f"{d.name} : {kind}")
+        lines.extend(textwrap.wrap(f"{d.help}; default: {default}.", width=92,
+                                   initial_indent=indent, subsequent_indent=indent))
     return textwrap.indent("\n".join(lines), indent)
 
 
-def cli_options() -> list[tuple[str, str, Any, str]]:
-    """``(name, kind, default, help)`` of every option that is a ``portamlp train`` flag and a
-    key of a ``--config`` TOML file; the help ends with the valid values and the default."""
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        if meta["cli"]:
-            text = meta["help"]
-            if meta["choices"]:
-                text += " (" + ", ".join(str(c) for c in meta["choices"]) + ")"
-            out.append((f.name, meta["kind"], f.default,
-                        f"{text}; default: {meta['default_text'] or _plain(f.default)}"))
-    for o in RUN_OPTIONS:
-        if o.kind is not None:
-            out.append((o.name, o.kind, o.default,
-                        f"{o.help}; default: {o.default_text or _plain(o.default)}"))
-    return out
-
-
-def _plain(value: Any) -> str:
-    return "none" if value is None else str(value)
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch measured."""
-
-    epoch: int
-    seconds: float
-    train_loss: float
-    validation_accuracy: float | None = None
-    #: Mean cost on the validation set.
-    validation_loss: float | None = None
-    #: Classes the network never predicted on the validation set.
-    never_predicted: list[int] = field(default_factory=list)
-    #: The learning rate used in this epoch.
-    learning_rate: float | None = None
-
-
-@dataclass
-class RunPosition:
-    """Where a run stands: what a checkpoint needs to continue it exactly.
-
-    ``epoch`` is the epoch to run next (1-based) and ``batch`` the mini-batch within it to start
-    from (0 at an epoch boundary); ``loss_sum`` and ``seconds`` are the partial sums of an
-    interrupted epoch; ``rng_state`` is the host generator's state at the start of ``epoch``
-    (resuming replays that epoch's permutation).
-    """
-
-    epoch: int = 1
-    batch: int = 0
-    loss_sum: float = 0.0
-    seconds: float = 0.0
-    history: list[EpochRecord] = field(default_factory=list)
-    rng_state: dict | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain (JSON-ready) data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunPosition:
-        """The inverse of :meth:`to_dict`; raises KeyError/TypeError/ValueError if malformed."""
-        history = [EpochRecord(**h) for h in data["history"]]
-        position = cls(epoch=check_int("epoch", data["epoch"], minimum=1),
-                       batch=check_int("batch", data["batch"], minimum=0),
-                       loss_sum=check_float("loss_sum", data["loss_sum"]),
-                       seconds=check_float("seconds", data["seconds"], minimum=0.0),
-                       history=history, rng_state=data["rng_state"])
-        if not isinstance(position.rng_state, dict):
-            raise TypeError(f"rng_state must be an object, got {position.rng_state!r}")
-        return position
+def cli_options() -> list[Declared]:
+    """The options that are ``portamlp train`` flags and keys of a ``--config`` TOML file."""
+    return [d for d in declared_options() if d.cli]
 
 
 @dataclass
@@ -398,3 +428,7 @@ class TrainResult:
     optimizer_state: dict[str, Any] | None = None
     #: Whether the fast CuPy step trained (see the ``fast_path`` option), else the portable one.
     fast_step: bool = False
+
+
+if __name__ == "__main__":  # python -m portamlp.training.config: the README's options table
+    print(options_table())

@@ -1,11 +1,12 @@
-"""The epoch / mini-batch loop of a training run: steps, validation, schedules, early stopping,
-checkpoints, interruption.
+"""The epoch / mini-batch loop of a training run: steps, the epoch's summary, interruption.
 
 :class:`Trainer` holds one run's loop state; :func:`portamlp.train` builds it and calls
-:meth:`Trainer.run`. Inside the mini-batch loop nothing is read back to the host: losses stay
-0-d device arrays, and one transfer per epoch brings back the epoch's losses, a finiteness check
-of the weights and the validation figures together. Progress goes to a tqdm bar on stderr
-(only on a terminal unless ``progress=True``), advice through :mod:`warnings`.
+:meth:`Trainer.run`. Inside the mini-batch loop nothing is read back to the host: costs stay
+0-d device arrays, and one transfer per epoch brings back the epoch's costs, a finiteness check
+of the weights and the validation values together. The work around each epoch (schedule,
+early stopping, checkpoints, advice, callbacks) is done by the hooks of
+:mod:`portamlp.training.hooks`. Progress goes to a tqdm bar on stderr (only on a terminal unless
+``progress=True``), advice through :mod:`warnings`.
 """
 
 from __future__ import annotations
@@ -23,19 +24,29 @@ from typing import Any
 import numpy as np
 
 from .. import fast
-from ..backends import memory_phase
+from ..backends import memory_phase, to_numpy
 from ..datasets.staging import DeviceDataset
 from ..distributed import SINGLE_PROCESS, Communicator
-from ..errors import DivergenceError, PortamlpWarning, TrainingInterrupted, warn
-from ..files.checkpoints import checkpoint_path, save_checkpoint
-from ..nn.init import epoch_loss, rng_state, summary_values
+from ..errors import DivergenceError, TrainingInterrupted
+from ..files.checkpoints import RunPosition, checkpoint_path, save_checkpoint
+from ..files.run_records import EpochRecord
 from ..nn.network import Network
-from .config import EpochRecord, RunPosition, TrainConfig
+from .config import TrainConfig
 from .data import Splits
 from .dropout import Dropout
+from .hooks import (
+    Callbacks,
+    Checkpointing,
+    DeadClasses,
+    EpochHook,
+    EpochState,
+    Schedule,
+    Stopping,
+)
 from .optimizers import apply_max_norm
 from .schedules import LearningRate
-from .stopping import EarlyStopping, higher_is_better, monitored_figure
+from .seeds import rng_state
+from .stopping import EarlyStopping, Monitor
 
 __all__ = ["Trainer", "progress_bar", "stop_on_signals"]
 
@@ -73,39 +84,30 @@ def stop_on_signals(enabled: bool):
             signal.signal(sig, old)
 
 
-class _DeadClasses:
-    """Warns about output classes the network never predicts on the validation set (saturated
-    sigmoid outputs), once they have stayed dead for 3 epochs or at the end of the run, not for
-    a first epoch the run recovers from."""
+def _host_values(vector) -> np.ndarray:
+    """A device vector of per-epoch values, read back to the host in one transfer (float64)."""
+    return to_numpy(vector).astype(np.float64)
 
-    PATIENCE = 3
 
-    def __init__(self) -> None:
-        self.previous: list[int] = []
-        self.streak = 0
-        self.warned: list[int] = []
-
-    def see(self, record: EpochRecord, last: bool) -> None:
-        classes = record.never_predicted
-        same = bool(classes) and classes == self.previous
-        self.streak = self.streak + 1 if same else (1 if classes else 0)
-        self.previous = classes
-        if classes and classes != self.warned and (self.streak >= self.PATIENCE or last):
-            self.warned = classes
-            warn(PortamlpWarning(
-                f"after epoch {record.epoch} the network never predicts class(es) {classes} "
-                "on the validation set (saturated outputs); try {options}",
-                options={"init": "scaled", "cost": "cross_entropy"}))
+def _cost_sum(values) -> tuple[float, int | None]:
+    """Sum of an epoch's per-batch costs (host values) in float64, and the index of the first
+    non-finite one (None if all are finite)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if finite.all():
+        return float(values.sum()), None
+    first = int(np.argmin(finite))
+    return float(values[first]), first
 
 
 class Trainer:
     """One training run's loop state (a class only to keep the loop's pieces small).
 
     With several ranks (``comm``), each computes the gradients of its share of every global
-    mini-batch, :class:`~portamlp.distributed.GradientExchange` sums them (and the loss, and any
+    mini-batch, :class:`~portamlp.distributed.GradientExchange` sums them (and the cost, and any
     signal received) with one allreduce, and every rank takes the same step. Validation and the
     final test are split across the ranks too; their sums are reduced, so every rank sees the
-    same figures and takes the same early-stopping and schedule decisions.
+    same values and takes the same early-stopping and schedule decisions.
     """
 
     def __init__(self, net: Network, opt, data: Splits, cfg: TrainConfig, rng, *, progress,
@@ -116,73 +118,78 @@ class Trainer:
         self.exchange = comm.gradient_exchange(net.parameters(), net.backend)
         self.validation = self._share(data.validation)  # this rank's rows of it
         self.signalled_rank: int | None = None
-        self.progress, self.callbacks = progress, callbacks
+        self.progress = progress
         self.checkpoint, self.own_data = checkpoint, own_data
         self.n_batches = -(-len(data.train) // cfg.batch_size)
         self.history: list[EpochRecord] = []
         self.snapshot = self._copy_parameters()  # the network at its last complete epoch
-        self.rates = LearningRate(cfg)
-        self.stopper = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta,
-                                     cfg.restore_best) if cfg.early_stopping else None
+        self.monitor = Monitor(cfg.monitor, cfg.min_delta)
+        self.stopper = EarlyStopping(self.monitor, cfg.patience, cfg.restore_best) \
+            if cfg.early_stopping else None
+        self.hooks = self._hooks(callbacks)
         self.dropout = None
         if cfg.dropout or cfg.input_dropout:
             be = net.backend
             self.dropout = Dropout(be.xp, be.device, net.layers, cfg.dropout, cfg.input_dropout,
-                                   cfg.seed or 0, net.weights[0].dtype)
-        reasons = fast.blockers(backend=net.backend.name, layers=net.layers,
-                                batch_size=cfg.batch_size, dropout=cfg.dropout,
-                                input_dropout=cfg.input_dropout, max_norm=cfg.max_norm,
-                                sample_weight=data.train.weights is not None,
+                                   cfg.seed or 0, net.parameters()[0].dtype)
+        reasons = fast.blockers(net, opt, cfg, sample_weight=data.train.weights is not None,
                                 processes=comm.size)
-        #: the fast CuPy step (see portamlp.fast), or None for the portable one
+        #: the fast step of the network's backend (see portamlp.fast), or None: the portable one
         self.fast = fast.new_fast_epoch(net, opt, data.train, cfg) \
             if fast.wanted(cfg.fast_path, reasons) else None
 
-    def load_state(self, extra: dict[str, Any], arrays: dict[str, Any]) -> None:
-        """Restore the schedule's and early stopping's state from a checkpoint."""
-        self.rates.load_state(extra.get("schedule", {}))
+    def _hooks(self, callbacks: list[Callable]) -> list[EpochHook]:
+        """The work around each epoch, in the order it is done (see :mod:`.hooks`)."""
+        hooks: list[EpochHook] = [Schedule(LearningRate(self.cfg), self.opt)]
         if self.stopper is not None:
-            n = len(self.net.parameters())
-            best = [arrays[f"best.{i}"] for i in range(n)] if "best.0" in arrays else None
-            self.stopper.load_state(extra.get("early_stopping", {}), best)
+            hooks.append(Stopping(self.stopper, self._copy))
+        if self.checkpoint is not None:
+            hooks.append(Checkpointing(self._save))
+        hooks.append(DeadClasses())
+        if callbacks:
+            hooks.append(Callbacks(callbacks))
+        return hooks
+
+    def load_state(self, extra: dict[str, Any], arrays: dict[str, Any]) -> None:
+        """Restore the hooks' state (schedule, early stopping) from a checkpoint."""
+        for hook in self.hooks:
+            if hook.name is not None:
+                hook.load_state(extra.get(hook.name, {}), arrays)
 
     # -- the epochs
     def run(self, position: RunPosition) -> tuple[list[EpochRecord], bool]:
         """Run from ``position`` to the last epoch; return ``(history, stopped_early)``."""
         cfg = self.cfg
         self.history = list(position.history)
-        dead = _DeadClasses()
         stopped = False
         # Several ranks must stop at the same step: they always hear signals this way.
         with stop_on_signals(self.checkpoint is not None or self.comm.size > 1) as received:
             try:
                 for epoch in range(position.epoch, cfg.epochs + 1):
-                    self.opt.learning_rate = self.rates.rate(epoch)
+                    for hook in self.hooks:
+                        hook.before_epoch(epoch)
                     record = self._epoch(epoch, position, received)
-                    position = RunPosition(rng_state=rng_state(self.rng))
                     self.history.append(record)
-                    stop = self._watch(epoch, record)
                     self.snapshot = self._copy_parameters()
-                    if self.checkpoint is not None:
-                        self._save(RunPosition(epoch + 1, 0, 0.0, 0.0, self.history,
-                                               rng_state(self.rng)))
-                    dead.see(record, last=epoch == cfg.epochs)
-                    asked = [cb(record, self.net) for cb in self.callbacks]  # every one runs
+                    position = RunPosition(epoch + 1, 0, 0.0, 0.0, self.history,
+                                           rng_state(self.rng))
+                    state = EpochState(epoch, epoch == cfg.epochs, record, self.net,
+                                       self.monitor, position)
+                    for hook in self.hooks:
+                        hook.after_epoch(state)
                     signalled = self._agreed_signal(received[0])
                     if signalled is not None:  # a signal after the epoch's last mini-batch
                         self._interrupt(epoch + 1, 0, signalled,
                                         saved=self.checkpoint is not None)
-                    if self.comm.agree(stop or any(a is True for a in asked)):
+                    if self.comm.agree(state.stop):
                         stopped = epoch < cfg.epochs
                         break
             except KeyboardInterrupt as exc:
                 if isinstance(exc, TrainingInterrupted) and exc.network is not None:
                     raise
                 raise self._interrupted(None, getattr(exc, "signum", None)) from None
-        if self.history:
-            dead.see(self.history[-1], last=True)
-        if self.stopper is not None:
-            self.stopper.restore(self.net.parameters())
+        for hook in self.hooks:
+            hook.at_end(self.net)
         return self.history, stopped
 
     def _agreed_signal(self, signum) -> tuple[int, int] | None:
@@ -191,22 +198,10 @@ class Trainer:
             return self.exchange.agree_signal(signum)
         return None if signum is None else (0, signum)
 
-    def _watch(self, epoch: int, record: EpochRecord) -> bool:
-        """Feed the epoch's monitored figure to the schedule and to early stopping; True to
-        stop."""
-        if self.rates.schedule != "plateau" and self.stopper is None:
-            return False
-        monitor = self.cfg.monitor
-        figure = monitored_figure(record, monitor)
-        self.rates.observe(figure, higher_is_better(monitor))
-        if self.stopper is None:
-            return False
-        return self.stopper.update(epoch, record, self.net.parameters(), self._copy)
-
     def _epoch(self, epoch: int, position: RunPosition, received) -> EpochRecord:
         cfg, net = self.cfg, self.net
         first_batch = position.batch if epoch == position.epoch else 0
-        carried = (position.loss_sum, position.seconds) if first_batch else (0.0, 0.0)
+        carried = (position.cost_sum, position.seconds) if first_batch else (0.0, 0.0)
         state_at_start = rng_state(self.rng)  # resuming replays this epoch's permutation
         bar = progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
         start = time.perf_counter()
@@ -214,28 +209,28 @@ class Trainer:
         try:
             with memory_phase("a training step", net.backend, self._step_advice(),
                               self._step_bytes()):
-                losses = steps(epoch, first_batch, received, bar, carried, start, state_at_start)
+                costs = steps(epoch, first_batch, received, bar, carried, start, state_at_start)
         finally:
             if bar is not None:
                 bar.close()
-        total, validation = self._epoch_summary(epoch, first_batch, losses)
+        total, validation = self._epoch_summary(epoch, first_batch, costs)
         record = EpochRecord(epoch=epoch, seconds=0.0,
-                             train_loss=(carried[0] + total) / len(self.data.train),
+                             train_cost=(carried[0] + total) / len(self.data.train),
                              learning_rate=self.opt.learning_rate)
         if validation is not None:
-            (record.validation_accuracy, record.validation_loss,
+            (record.validation_accuracy, record.validation_cost,
              record.never_predicted) = validation
         record.seconds = carried[1] + time.perf_counter() - start
         return record
 
     def _portable_epoch(self, epoch, first_batch, received, bar, carried, start,
                         state_at_start) -> list:
-        """The epoch's steps by the portable Array-API step; returns their raw losses (0-d
+        """The epoch's steps by the portable Array-API step; returns their raw costs (0-d
         device arrays)."""
         cfg, net = self.cfg, self.net
         every = max(1, self.n_batches // 100)
         backprop, step, dropout = net.backprop, self.opt.step, self.dropout
-        max_norm, xp, exchange = cfg.max_norm, net.xp, self.exchange
+        max_norm, exchange, params = cfg.max_norm, self.exchange, net.parameters()
         rank, size = self.comm.shard
         first_step = (epoch - 1) * self.n_batches
         n_rows = len(self.data.train)
@@ -243,40 +238,40 @@ class Trainer:
                                           shard=(rank, size))
         if first_batch:  # resuming mid-epoch: same permutation, skip the batches already done
             batches = itertools.islice(batches, first_batch, None)
-        losses: list[Any] = []
+        costs: list[Any] = []
         for i, (xb, tb, wb) in enumerate(batches, start=first_batch):
             rows = min(cfg.batch_size, n_rows - i * cfg.batch_size)  # all ranks' rows
             masks = None if dropout is None else \
                 dropout.for_step(first_step + i, xb.shape[0], rank * rows // size)
-            loss, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
+            cost, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
             if exchange is None:
                 signalled = None if received[0] is None else (0, received[0])
             else:  # the sums over all ranks' shares: the global batch's
-                loss, grads, signalled = exchange.reduce(loss, grads, received[0])
-            losses.append(loss)
+                cost, grads, signalled = exchange.reduce(cost, grads, received[0])
+            costs.append(cost)
             step(grads, 1.0 / rows)
             if max_norm is not None:
-                apply_max_norm(xp, net.weights, max_norm)
+                apply_max_norm(net.backend, params, max_norm)
             if bar is not None and (i + 1) % every == 0:
                 bar.update(every)
             if signalled is not None:
-                self._stop_at_step(epoch, i + 1, signalled, losses, carried, start,
+                self._stop_at_step(epoch, i + 1, signalled, costs, carried, start,
                                    state_at_start)
-        return losses
+        return costs
 
-    def _stop_at_step(self, epoch, next_batch, signalled, losses, carried, start,
+    def _stop_at_step(self, epoch, next_batch, signalled, costs, carried, start,
                       state_at_start):
         """Stop for a signal after step ``next_batch`` (a checkpoint first, when saving)."""
         saved = self.checkpoint is not None
         if saved:
             seconds = carried[1] + time.perf_counter() - start
-            self._save_interrupted(epoch, next_batch, losses, carried[0], seconds,
+            self._save_interrupted(epoch, next_batch, costs, carried[0], seconds,
                                    state_at_start)
         self._interrupt(epoch, next_batch, signalled, saved=saved)
 
     def _fast_epoch(self, epoch, first_batch, received, bar, carried, start, state_at_start):
-        """The epoch's steps by the fast CuPy step (:mod:`portamlp.fast`); returns the vector of
-        their raw losses. A signal stops it after the group of steps under way."""
+        """The epoch's steps by the fast step (:mod:`portamlp.fast`); returns the vector of
+        their raw costs. A signal stops it after the group of steps under way."""
         assert self.fast is not None
         n_rows = len(self.data.train)
         # the permutation the portable step draws (DeviceDataset.batches), from the same rng
@@ -287,16 +282,16 @@ class Trainer:
                 bar.update(done - bar.n)
             if received[0] is not None:
                 self._stop_at_step(epoch, done, (0, received[0]),
-                                   self.fast.loss_vector(first_batch, done), carried, start,
+                                   self.fast.cost_vector(first_batch, done), carried, start,
                                    state_at_start)
-        return self.fast.loss_vector(first_batch, done)
+        return self.fast.cost_vector(first_batch, done)
 
-    def _loss_vector(self, losses):
-        """The epoch's per-step raw losses as one device vector (a list of 0-d arrays from the
+    def _cost_vector(self, costs):
+        """The epoch's per-step raw costs as one device vector (a list of 0-d arrays from the
         portable step, already a vector from the fast one), or None when there are none."""
-        if isinstance(losses, list):
-            return self.net.xp.stack(losses) if losses else None
-        return losses
+        if isinstance(costs, list):
+            return self.net.xp.stack(costs) if costs else None
+        return costs
 
     def _step_bytes(self) -> float:
         itemsize = 8 if self.cfg.dtype == "float64" else 4
@@ -307,7 +302,7 @@ class Trainer:
                 "needs that for activations and gradients besides the parameters; use a "
                 "smaller batch_size or smaller layers")
 
-    # -- per-epoch figures, in one transfer
+    # -- per-epoch values, in one transfer
     def _share(self, data: DeviceDataset | None) -> DeviceDataset | None:
         """This rank's contiguous rows of a validation or test split (all of it alone)."""
         if data is None or self.comm.size == 1:
@@ -322,62 +317,62 @@ class Trainer:
         return self.comm.allreduce(self._validation_vector(share))
 
     def _validation_vector(self, data: DeviceDataset):
-        """Device vector ``[correct, loss_sum, count of each predicted class...]``."""
+        """Device vector ``[correct, cost_sum, count of each predicted class...]``."""
         net, xp = self.net, self.net.xp
-        outputs, loss = net.outputs_and_loss(data.x, data.targets)
+        outputs, cost = net.outputs_and_cost(data.x, data.targets)
         predicted = xp.argmax(outputs, axis=1)
         dtype = outputs.dtype
         correct = xp.sum(xp.astype(predicted == data.labels, dtype))
         classes = xp.arange(data.n_classes, dtype=predicted.dtype, device=net.backend.device)
         counts = xp.sum(xp.astype(xp.expand_dims(predicted, axis=1) == classes, dtype), axis=0)
-        return xp.concat([xp.stack([correct, xp.astype(loss, dtype)]), counts])
+        return xp.concat([xp.stack([correct, xp.astype(cost, dtype)]), counts])
 
     def evaluate(self, data: DeviceDataset) -> tuple[float, float, list[int]]:
-        """Accuracy, mean loss and the classes never predicted on a staged split (one
+        """Accuracy, mean cost and the classes never predicted on a staged split (one
         transfer)."""
         share = self.validation if data is self.data.validation else self._share(data)
         assert share is not None
         with self.net.backend.activate():
-            values = summary_values(self._validation_sums(share))
-        return self._validation_figures(values, len(data))
+            values = _host_values(self._validation_sums(share))
+        return self._validation_values(values, len(data))
 
-    def _validation_figures(self, values, n: int) -> tuple[float, float, list[int]]:
+    def _validation_values(self, values, n: int) -> tuple[float, float, list[int]]:
         counts = values[2:]
         missing = [int(c) for c in range(len(counts)) if counts[c] == 0]
         return float(values[0]) / n, float(values[1]) / n, missing
 
-    def _epoch_summary(self, epoch: int, first_batch: int, losses: list):
-        """The epoch's summed loss and validation figures, from one device-to-host transfer;
-        raises DivergenceError for a non-finite loss or weight."""
+    def _epoch_summary(self, epoch: int, first_batch: int, costs: list):
+        """The epoch's summed cost and validation values, from one device-to-host transfer;
+        raises DivergenceError for a non-finite cost or weight."""
         xp, net = self.net.xp, self.net
         parts = []
-        vector = self._loss_vector(losses)
+        vector = self._cost_vector(costs)
         if vector is not None:
             parts.append(vector)
-        finite = [xp.astype(xp.all(xp.isfinite(p)), net.weights[0].dtype)
-                  for p in net.parameters()]
+        params = net.parameters()
+        finite = [xp.astype(xp.all(xp.isfinite(p)), params[0].dtype) for p in params]
         parts.append(xp.stack(finite))
         val = self.data.validation
         if val is not None:
             assert self.validation is not None
             with memory_phase("validation", net.backend, "use a smaller validation_length"):
                 parts.append(xp.astype(self._validation_sums(self.validation), parts[0].dtype))
-        values = summary_values(xp.concat(parts))
-        n_losses, n_params = (0 if vector is None else int(vector.shape[0])), len(finite)
-        total, bad = epoch_loss(values[:n_losses])
+        values = _host_values(xp.concat(parts))
+        n_costs, n_params = (0 if vector is None else int(vector.shape[0])), len(finite)
+        total, bad = _cost_sum(values[:n_costs])
         if bad is not None:
             raise DivergenceError(
                 f"training diverged in epoch {epoch}, mini-batch {first_batch + bad + 1} of "
-                f"{self.n_batches}: the loss became {total}; lower the learning rate "
+                f"{self.n_batches}: the cost became {total}; lower the learning rate "
                 f"(learning_rate={self.cfg.learning_rate})")
-        if not values[n_losses:n_losses + n_params].all():
+        if not values[n_costs:n_costs + n_params].all():
             raise DivergenceError(
                 f"training diverged in epoch {epoch}: the weights hold NaN or infinity; lower "
                 f"the learning rate (learning_rate={self.cfg.learning_rate})")
         validation = None
         if val is not None:
-            validation = self._validation_figures(values[n_losses + n_params:], len(val))
-        return total * net.loss_scale, validation
+            validation = self._validation_values(values[n_costs + n_params:], len(val))
+        return total * net.cost_scale, validation
 
     # -- interruption and checkpoints
     def _copy(self, arrays: list) -> list:
@@ -393,18 +388,18 @@ class Trainer:
         return Network(self.snapshot[0::2], self.snapshot[1::2], activation=net.activation,
                        cost=net.cost, backend=net.backend, preprocessing=net.preprocessing)
 
-    def _save_interrupted(self, epoch, next_batch, losses, carried_loss, seconds, rng_at_start):
+    def _save_interrupted(self, epoch, next_batch, costs, carried_cost, seconds, rng_at_start):
         """A checkpoint at the current mini-batch (after checking nothing diverged)."""
-        vector = self._loss_vector(losses)
+        vector = self._cost_vector(costs)
         xp = self.net.xp
-        total, bad = epoch_loss(summary_values(vector) if vector is not None else [])
+        total, bad = _cost_sum(_host_values(vector) if vector is not None else [])
         if bad is not None:
             raise DivergenceError(f"training diverged in epoch {epoch}; no checkpoint written")
         for p in self.net.parameters():
             if not bool(xp.all(xp.isfinite(p))):
                 raise DivergenceError(f"training diverged in epoch {epoch}: the weights hold NaN "
                                       "or infinity; no checkpoint written")
-        self._save(RunPosition(epoch, next_batch, carried_loss + total * self.net.loss_scale,
+        self._save(RunPosition(epoch, next_batch, carried_cost + total * self.net.cost_scale,
                                seconds, self.history, rng_at_start))
 
     def _interrupted(self, epoch_batch: tuple | None, signum) -> TrainingInterrupted:
@@ -440,12 +435,8 @@ class Trainer:
         assert self.checkpoint is not None
         if not self.comm.is_root:
             return checkpoint_path(self.checkpoint)
-        extra: dict[str, Any] = {"schedule": self.rates.state()}
-        arrays = {}
-        if self.stopper is not None:
-            extra["early_stopping"] = self.stopper.state()
-            for i, a in enumerate(self.stopper.best_parameters or []):
-                arrays[f"best.{i}"] = a
+        extra = {h.name: h.state() for h in self.hooks if h.name is not None}
+        arrays = {k: a for h in self.hooks for k, a in h.arrays().items()}
         return save_checkpoint(self.checkpoint, self.net, self.opt, self.cfg.to_dict(),
                                position, own_data=self.own_data, extra=extra,
                                extra_arrays=arrays)

@@ -4,7 +4,8 @@
 * ``"cosine"``: half a cosine from the rate in the first epoch down towards 0 in the last;
 * ``"step"``: multiplied by ``decay_factor`` every ``decay_every`` epochs;
 * ``"plateau"``: multiplied by ``decay_factor`` after ``plateau_patience`` epochs without
-  improvement of the monitored figure (scikit-learn's "adaptive", Keras's ReduceLROnPlateau);
+  improvement of the monitored value (scikit-learn's "adaptive", Keras's ReduceLROnPlateau),
+  by the same rule as early stopping (:class:`~portamlp.training.stopping.Monitor`);
 * any callable ``epoch -> rate``.
 
 ``warmup_epochs`` ramps the rate up linearly over the first epochs (``rate * e / warmup`` in
@@ -17,6 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+
+from .stopping import Monitor
 
 __all__ = ["SCHEDULES", "LearningRate"]
 
@@ -31,18 +34,19 @@ SCHEDULES = (*_BY_EPOCH, "plateau")
 
 
 class LearningRate:
-    """The learning rate of each epoch of one run (``settings`` is its TrainConfig)."""
+    """The learning rate of each epoch of one run (``config`` is its TrainConfig)."""
 
-    def __init__(self, settings: Any):
-        self.settings = settings
-        self.schedule = settings.learning_rate_schedule
+    def __init__(self, config: Any):
+        self.config = config
+        self.schedule = config.learning_rate_schedule
+        self.monitor = Monitor(config.monitor, config.min_delta)
         #: plateau state: reductions so far, best figure, epochs without improvement
         self.reductions, self.wait = 0, 0
         self.best: float | None = None
 
     def rate(self, epoch: int) -> float:
         """The rate for ``epoch`` (1-based)."""
-        s = self.settings
+        s = self.config
         base, warmup = s.learning_rate, s.warmup_epochs
         if epoch <= warmup:
             return base * epoch / warmup
@@ -63,16 +67,20 @@ class LearningRate:
                              "must return a finite rate > 0")
         return rate
 
-    def observe(self, figure: float, higher_is_better: bool) -> None:
-        """After an epoch: the monitored figure (for ``"plateau"``)."""
+    @property
+    def watches(self) -> bool:
+        """Whether the schedule reads the monitored value."""
+        return self.schedule == "plateau"
+
+    def observe(self, value: float) -> None:
+        """After an epoch: the monitored value (for ``"plateau"``)."""
         if self.schedule != "plateau":
             return
-        s = self.settings
-        if self.best is None or _improved(figure, self.best, s.min_delta, higher_is_better):
-            self.best, self.wait = figure, 0
+        if self.monitor.improves(value, self.best):
+            self.best, self.wait = value, 0
             return
         self.wait += 1
-        if self.wait >= s.plateau_patience:
+        if self.wait >= self.config.plateau_patience:
             self.reductions += 1
             self.wait = 0
 
@@ -84,6 +92,3 @@ class LearningRate:
         self.best = state.get("best")
         self.wait = int(state.get("wait", 0))
 
-
-def _improved(figure: float, best: float, min_delta: float, higher_is_better: bool) -> bool:
-    return figure > best + min_delta if higher_is_better else figure < best - min_delta

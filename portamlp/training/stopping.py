@@ -1,60 +1,96 @@
-"""Early stopping: watch one figure per epoch, keep the best weights, stop after ``patience``.
+"""The monitored value, the one rule for "has it improved", and early stopping.
 
-The figure is the validation accuracy, the validation loss or the training loss
-(``monitor``); an epoch improves on the best when it beats it by more than ``min_delta``. The best
-parameters are kept as device copies (no host transfer), restored in place at the end unless
-``restore_best=False``. The state is plain data plus those copies, saved in checkpoints.
+A run watches one value per epoch (``monitor``): the validation accuracy, the validation cost
+or the training cost. :class:`Monitor` reads it from an epoch's record and says whether it
+improves on the best so far (by more than ``min_delta``); early stopping (here) and the plateau
+schedule (:mod:`portamlp.training.schedules`) both use that rule.
+
+:class:`EarlyStopping` keeps the best parameters as device copies (no host transfer) and
+restores them at the end unless ``restore_best=False``. Its state is plain data plus those
+copies, saved in checkpoints.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MONITORS", "EarlyStopping", "monitored_figure", "higher_is_better"]
+from ..checks import check_choice
 
-#: Figures early stopping and the plateau schedule can watch.
-MONITORS = ("validation_accuracy", "validation_loss", "train_loss")
+__all__ = ["MONITORS", "MONITOR_ALIASES", "check_monitor", "Monitor", "EarlyStopping"]
+
+#: The values a run can watch (fields of :class:`~portamlp.EpochRecord`).
+MONITORS = ("validation_accuracy", "validation_cost", "train_cost")
+#: Earlier names, still accepted.
+MONITOR_ALIASES = {"validation_loss": "validation_cost", "train_loss": "train_cost"}
 
 
-def higher_is_better(monitor: str) -> bool:
-    return monitor == "validation_accuracy"
+def check_monitor(name: str, value: Any) -> str:
+    """One of :data:`MONITORS` (an earlier name is accepted and translated)."""
+    if isinstance(value, str) and value in MONITOR_ALIASES:
+        return MONITOR_ALIASES[value]
+    return check_choice(name, value, MONITORS)
 
 
-def monitored_figure(record: Any, monitor: str) -> float:
-    """The monitored figure of an :class:`~portamlp.config.EpochRecord`."""
-    return float(getattr(record, monitor))
+class Monitor:
+    """The monitored value of a run and the rule for an improvement.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MONITORS`.
+    min_delta : float
+        The least change that counts as an improvement.
+    """
+
+    def __init__(self, name: str, min_delta: float = 0.0):
+        self.name = check_monitor("monitor", name)
+        self.min_delta = min_delta
+        #: Accuracy is better higher, a cost lower.
+        self.higher_is_better = self.name == "validation_accuracy"
+
+    def value(self, record: Any) -> float:
+        """The monitored value of an :class:`~portamlp.EpochRecord`."""
+        return float(getattr(record, self.name))
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` (None: nothing yet) by more than ``min_delta``."""
+        if best is None:
+            return True
+        if self.higher_is_better:
+            return value > best + self.min_delta
+        return value < best - self.min_delta
 
 
 class EarlyStopping:
-    """Early stopping over a run; ``copy(params)`` makes device copies of the parameters."""
+    """Early stopping over a run: stop after ``patience`` epochs without improvement.
 
-    def __init__(self, monitor: str, patience: int, min_delta: float, restore_best: bool):
-        self.monitor, self.patience = monitor, patience
-        self.min_delta, self.restore_best = min_delta, restore_best
+    ``copy(params)`` (given to :meth:`update`) makes device copies of the parameters.
+    """
+
+    def __init__(self, monitor: Monitor, patience: int, restore_best: bool):
+        self.monitor, self.patience, self.restore_best = monitor, patience, restore_best
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.wait = 0
         self.best_parameters: list | None = None
 
-    def update(self, epoch: int, record: Any, parameters: list, copy) -> bool:
-        """Take an epoch's record; return True when training should stop."""
-        figure = monitored_figure(record, self.monitor)
-        better = higher_is_better(self.monitor)
-        if self.best is None or (figure > self.best + self.min_delta if better
-                                 else figure < self.best - self.min_delta):
-            self.best, self.best_epoch, self.wait = figure, epoch, 0
+    def update(self, epoch: int, value: float, parameters: list, copy) -> bool:
+        """Take an epoch's monitored value; return True when training should stop."""
+        if self.monitor.improves(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self.best_parameters = copy(parameters)
             return False
         self.wait += 1
         return self.wait >= self.patience
 
-    def restore(self, parameters: list) -> bool:
-        """Write the best parameters back into ``parameters`` in place; True if it did."""
+    def restore(self, parameters: list, write) -> bool:
+        """Write the best parameters back into the list ``parameters`` (through the backend's
+        write-through helper ``write``); True if it did."""
         if not self.restore_best or self.best_parameters is None:
             return False
-        for p, best in zip(parameters, self.best_parameters):
-            p[...] = best
+        for i, best in enumerate(self.best_parameters):
+            parameters[i] = write.assign(parameters[i], best)
         return True
 
     def state(self) -> dict[str, Any]:
