@@ -22,7 +22,8 @@ __all__ = ["Registry"]
 class Named(Protocol):
     """An entry: anything with a name."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
 
 _E = TypeVar("_E", bound=Named)

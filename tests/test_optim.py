@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import read_only_backend
 
 from portamlp.backends import get_backend, to_numpy

@@ -140,11 +140,11 @@ def test_command_line_interrupt_is_clean_and_says_how_to_resume(tmp_path):
 CHILD_SAVE = textwrap.dedent("""
     import sys, portamlp
     from portamlp.files.checkpoints import save_checkpoint
-    from portamlp.training.config import RunPosition
+    from portamlp.files.checkpoints import RunPosition
     from portamlp.training.optimizers import SGD
     path, kind = sys.argv[1], sys.argv[2]
     nets = [portamlp.Network.initialize((784, 64, 10), seed=s, backend="numpy") for s in (0, 1)]
-    opts = [SGD(n.parameters(), n.xp, learning_rate=0.1, momentum=0.9) for n in nets]
+    opts = [SGD(n.parameters(), n.backend, learning_rate=0.1, momentum=0.9) for n in nets]
     i = 0
     while True:
         if kind == "model":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,7 @@ def _namespace() -> Any:
     and two takes, about 15 % of its time. For floating arrays without ``dtype=``,
     ``numpy.add.reduce`` is the same reduction, and ``ndarray.take`` the same gather.
     """
-    import array_api_compat.numpy as compat
-
+    compat = importlib.import_module("array_api_compat.numpy")
     add_reduce, compat_sum = np.add.reduce, compat.sum
 
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001

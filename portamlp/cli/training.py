@@ -101,8 +101,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
             p.add_argument(flag_name(d.name), dest=d.name, action=argparse.BooleanOptionalAction,
                            default=None, help=text)
         else:
-            p.add_argument(flag_name(d.name), dest=d.name, type=_TYPES[d.kind], default=None,
-                           metavar=_METAVARS[d.kind], help=text)
+            kind = str(d.kind)
+            p.add_argument(flag_name(d.name), dest=d.name, type=_TYPES[kind], default=None,
+                           metavar=_METAVARS[kind], help=text)
     p.add_argument("--config", type=Path, help="TOML file of options (flags override it)")
     p.add_argument("--save", type=Path, help="where to save the network, .json or "
                                             ".safetensors (default: "

@@ -169,6 +169,7 @@ class MPICommunicator:
         sys.stdout.flush()
         print(f"portamlp: rank {self.rank} of {self.size} failed: {message}; aborting all "
               f"{self.size} ranks", file=sys.stderr, flush=True)
+        time.sleep(0.25)  # let mpiexec forward the message before the abort kills the ranks
         self.comm.Abort(1)
         raise SystemExit(1)  # not reached: MPI_Abort does not return
 

@@ -10,6 +10,7 @@ of activations and costs are the registries' (:data:`~portamlp.nn.activations.AC
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -110,7 +111,7 @@ def preprocessing_field(value, path) -> Preprocessing | None:
 
 def check_name(key: str, value: Any, path) -> str:
     """An activation's or a cost's name (``key`` is "activation" or "cost"), registered."""
-    choices = {"activation": ACTIVATIONS, "cost": COSTS}[key]
+    choices: Mapping[str, Any] = ACTIVATIONS if key == "activation" else COSTS
     if value not in choices:
         raise fail(path, f"unknown {key} {value!r}; expected one of {sorted(choices)}")
     return value

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ..errors import TrainingInterrupted
 from ..files.models import load as load_network
-from ..nn.init import INITS
+from ..nn.init import init_names
 from ..nn.inputs import as_features
 from ..nn.network import Network
 from ..training.config import EpochRecord
@@ -379,7 +379,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         _choice("activation", self.activation, tuple(ACTIVATIONS))
         _choice("learning_rate", self.learning_rate, LEARNING_RATES)
         _choice("cost", self.cost, COSTS)
-        _choice("init", self.init, INITS)
+        _choice("init", self.init, init_names())
         if self.dtype is not None:
             _choice("dtype", _dtype_name(self.dtype), ("float32", "float64"))
         self._layers(1)  # checks hidden_layer_sizes
