@@ -165,7 +165,7 @@ def test_hyper_parameters_belong_to_their_optimizer():
     cfg = TrainConfig(optimizer="adam", optimizer_options={"beta2": 0.99})
     assert cfg.optimizer_options == {"beta1": 0.9, "beta2": 0.99, "epsilon": 1e-8}
     assert cfg.beta2 == 0.99 and cfg.to_dict()["beta2"] == 0.99 and "momentum" not in cfg.to_dict()
-    with pytest.raises(ValueError, match="momentum applies to optimizer='sgd', not "
+    with pytest.raises(ValueError, match="momentum=0.9 applies to optimizer='sgd', not "
                                          "optimizer='adam'"):
         portamlp.train(optimizer="adam", momentum=0.9, epochs=1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'.*did you mean "
@@ -177,5 +177,5 @@ def test_hyper_parameters_belong_to_their_optimizer():
     # are dropped, a changed one is refused
     old = TrainConfig(optimizer="adam").to_dict() | {"momentum": 0.0, "nesterov": False}
     assert TrainConfig(**TrainConfig.split(old)).optimizer_options["beta1"] == 0.9
-    with pytest.raises(ValueError, match="momentum applies to optimizer='sgd'"):
+    with pytest.raises(ValueError, match="momentum=0.5 applies to optimizer='sgd'"):
         TrainConfig(**TrainConfig.split(old | {"momentum": 0.5}))

@@ -92,7 +92,7 @@ def test_make_optimizer_rejects_unknown_and_bad_combinations():
     be = get_backend("numpy")
     with pytest.raises(ValueError, match="'rmsprop'"):
         make_optimizer("rmsprop", [], be, learning_rate=0.1)
-    with pytest.raises(ValueError, match="momentum applies to optimizer='sgd'"):
+    with pytest.raises(ValueError, match="momentum=0.9 applies to optimizer='sgd'"):
         make_optimizer("adam", [], be, learning_rate=0.1, momentum=0.9)
     with pytest.raises(TypeError, match="no hyper-parameter 'beta_1'.*did you mean 'beta1'"):
         make_optimizer("adam", [], be, learning_rate=0.1, beta_1=0.9)

@@ -35,10 +35,11 @@ class Generic(Library):
     in_place = False
     order = 1000
 
-    def __init__(self, module: str, xp: Any):
-        self.name = self.module = module
-        self.install = f"pip install {module}"
-        self.distributions = (module,)
+    def __init__(self, module: str, xp: Any, name: str | None = None):
+        self.module = module
+        self.name = name or module
+        self.install = f"pip install {self.name}"
+        self.distributions = (self.name,)
         self._xp = xp
 
     def namespace(self) -> Any:
@@ -61,10 +62,17 @@ class Generic(Library):
                          "(no __array_namespace_info__); leave device= out for its default")
 
 
+def _library_name(xp: Any) -> str:
+    """A namespace's library, by name: ``jax.numpy`` -> ``jax``, array-api-compat's
+    ``array_api_compat.dask.array`` -> ``dask``."""
+    name = getattr(xp, "__name__", type(xp).__name__)
+    return name.removeprefix("array_api_compat.").split(".")[0]
+
+
 def generic_for_namespace(xp: Any, module: str | None = None) -> Generic:
     """The generic entry of an Array API namespace (a module such as ``array_api_strict``)."""
-    name = module or getattr(xp, "__name__", type(xp).__name__).split(".")[0]
-    return Generic(name, xp)
+    name = _library_name(xp)
+    return Generic(module or name, xp, name)
 
 
 def generic_for_array(array: Any) -> Generic:
@@ -80,7 +88,7 @@ def generic_for_array(array: Any) -> Generic:
             f"arrays of type {type(array).__module__}.{type(array).__name__} do not implement "
             "the Python Array API standard (array-api-compat does not know them and they have "
             "no __array_namespace__); convert them to NumPy with numpy.asarray(...)") from None
-    return Generic(module, xp)
+    return Generic(module, xp, _library_name(xp))
 
 
 def generic_for_module(name: str) -> Generic | None:
@@ -91,7 +99,7 @@ def generic_for_module(name: str) -> Generic | None:
     except ImportError:
         return None
     if hasattr(native, "__array_api_version__"):
-        return Generic(name.split(".")[0], native)
+        return generic_for_namespace(native)
     if not callable(getattr(native, "asarray", None)):
         return None
     try:

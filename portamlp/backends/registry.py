@@ -57,9 +57,10 @@ def library_for(array: Any) -> Library | None:
     module = type(array).__module__.split(".")[0]
     if module not in _GENERIC:
         try:
-            _GENERIC[module] = generic_for_array(array)
+            entry = generic_for_array(array)
         except TypeError:
             return None
+        _GENERIC[module] = _GENERIC[entry.name] = entry
     return _GENERIC[module]
 
 

@@ -324,7 +324,7 @@ def hyper_parameters(optimizer: str | type[Optimizer], given: dict[str, Any]) ->
         owners = [o.name for o in OPTIMIZERS.values()
                   if any(hp.name == name for hp in o.hyper_parameters)]
         if owners:
-            raise ValueError(f"{name} applies to optimizer={owners[0]!r}, not "
+            raise ValueError(f"{name}={given[name]!r} applies to optimizer={owners[0]!r}, not "
                              f"optimizer={cls.name!r}" + (f" (whose hyper-parameters are "
                                                           f"{sorted(own)})" if own else ""))
         from ..checks import suggestion
