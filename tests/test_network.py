@@ -190,7 +190,11 @@ def test_bad_names_and_shapes_are_explained():
         net.evaluate(np.zeros((2, 4)), np.array([0, 3]))
     with pytest.raises(ValueError, match="2 samples but 3 labels"):
         net.evaluate(np.zeros((2, 4)), np.array([0, 1, 2]))
-    assert net.evaluate(np.zeros((2, 4)), np.array([0.0, 1.0])) in (0.0, 0.5, 1.0)  # whole floats
+    # whole-number float labels count as the class indices they name
+    x = np.random.default_rng(0).standard_normal((40, 4))
+    labels = net.predict(x)
+    assert net.evaluate(x, labels.astype(np.float64)) == 1.0
+    assert net.evaluate(x, ((labels + 1) % 3).astype(np.float32)) == 0.0
     with pytest.raises(ValueError, match="class indices 0, 1, 2, ...; found 0.5"):
         net.evaluate(np.zeros((2, 4)), np.array([0.5, 1.0]))
 

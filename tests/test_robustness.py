@@ -247,12 +247,20 @@ options = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(opts=options, with_validation=st.booleans())
-def test_train_either_trains_or_raises_value_or_type_error(opts, with_validation):
+def test_train_either_trains_or_refuses_an_option_by_name(opts, with_validation):
+    """Any combination of options trains, diverges (named), or is refused by a ValueError or
+    TypeError that names an option it was given: never an error from deeper down (a shape
+    mismatch, a bad index) passing as a refusal."""
     extra = {"validation_data": (_X, _Y)} if with_validation else {}
     try:
         with np.errstate(all="ignore"):
             result = portamlp.train(x=_X, y=_Y, progress=False, **extra, **opts)
-    except (ValueError, TypeError, DivergenceError):
+    except DivergenceError:
+        return
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        named = [name for name in [*opts, *extra] if name in message]
+        assert named, f"a refusal that names none of {sorted(opts)}: {exc!r}"
         return
     assert isinstance(result.network, Network)
     assert len(result.history) == result.config.epochs

@@ -325,6 +325,29 @@ def test_import_portamlp_does_not_import_the_server():
         assert "http.server" not in text and "cli.serve" not in text, path
 
 
+def test_the_application_does_not_import_the_http_layer():
+    """portamlp.cli.serve.app is transport-free: importing it (and so its package) leaves
+    http.server and the HTTP layer unimported."""
+    code = ("import sys, portamlp.cli.serve.app; "
+            "print([m for m in ('http.server', 'socketserver', 'portamlp.cli.serve.web', "
+            "'portamlp.cli.serve.command') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_package_re_exports_its_public_names():
+    import portamlp.cli.serve as serve
+    from portamlp.cli.serve import app, command, web
+
+    for name in serve.__all__:
+        home = next(m for m in (app, web, command) if name in vars(m))
+        assert getattr(serve, name) is getattr(home, name), name
+        assert name in dir(serve)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        serve.nothing  # noqa: B018
+
+
 def test_without_pillow_the_server_says_what_to_install(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(ImportError, match=r"pip install \"portamlp\[serve\]\""):

@@ -260,7 +260,7 @@ class TrainConfig:
         out = {k: v for k, v in options.items() if k in names}
         optimizer = options.get("optimizer", cls.optimizer)
         own = {hp.name for hp in _optimizer_class(optimizer).hyper_parameters} \
-            if optimizer in OPTIMIZERS else set()
+            if isinstance(optimizer, str) and optimizer in OPTIMIZERS else set()
         extra = dict(out.get("optimizer_options") or {})
         for key, value in options.items():
             if key in names:

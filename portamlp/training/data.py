@@ -42,7 +42,10 @@ def stage_splits(cfg: TrainConfig, net: Network, x: Any, y: Any, validation_data
             return stage_named(cfg, net, root, download)
         train = stage_arrays(net, x, y, cfg.train_length, "train", sample_weight)
         if train is None:
-            raise ValueError("the training data is empty")
+            if cfg.train_length == 0:
+                raise ValueError("train_length=0 leaves no training rows; use train_length >= 1, "
+                                 "or leave it out to train on all of x")
+            raise ValueError("x has no rows: the training data is empty")
         xv, yv = _pair(validation_data, "validation")
         xt, yt = _pair(test_data, "test")
         return Splits(train,
