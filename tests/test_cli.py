@@ -1,4 +1,5 @@
-"""The portamlp command, end to end in subprocesses, and its one-line errors."""
+"""The portamlp command end to end (through ``main(argv)``, and as a process where the process
+itself is under test), and its one-line errors."""
 
 import json
 import os
@@ -123,7 +124,7 @@ def test_errors_name_the_config_file_for_its_options_and_flags_for_flags(tmp_pat
 def test_no_arguments_runs_the_default_configuration(tmp_path):
     """`portamlp` alone: Nielsen's network, 5 epochs on the full embedded MNIST (a few seconds)."""
     env = dict(os.environ, PORTAMLP_BACKEND="numpy")
-    proc = run(cwd=tmp_path, env=env)
+    proc = run(cwd=tmp_path, env=env, process=True)  # the installed command, as a user runs it
     assert proc.stdout.count("epoch ") == 5 and "test accuracy:" in proc.stdout
     saved = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(saved) == 2 and saved[0].startswith("mnist-784-30-10-")
@@ -159,8 +160,9 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    proc = run("evaluate", "missing.json", "--debug", cwd=tmp_path, check=False)
-    assert "Traceback" in proc.stderr
+    # the process: Python prints the traceback as the exception leaves it
+    proc = run("evaluate", "missing.json", "--debug", cwd=tmp_path, check=False, process=True)
+    assert "Traceback" in proc.stderr and "FileNotFoundError" in proc.stderr
 
 
 def test_help_shows_examples(tmp_path):
