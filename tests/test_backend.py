@@ -131,3 +131,21 @@ def test_native_library_is_the_library_itself_and_names_a_near_miss():
     assert native_library("numpy") is np
     with pytest.raises(ValueError, match="unknown backend 'cupyy'.*did you mean 'cupy'"):
         native_library("cupyy")
+
+
+def test_a_missing_helper_library_gets_its_own_install_hint(monkeypatch):
+    """NumPy's namespace comes through array-api-compat: when that is missing, the message
+    names it and its install, not NumPy's."""
+    from portamlp.backends import numpy as numpy_entry
+
+    numpy_entry._namespace.cache_clear()
+    monkeypatch.setitem(sys.modules, "array_api_compat.numpy", None)
+    try:
+        assert "array_api_compat is not installed" in portamlp.available_backends()[
+            "numpy"].reason
+        with pytest.raises(ValueError, match="backend 'numpy' is not usable here: "
+                                             "array_api_compat is not installed.*To install it: "
+                                             "pip install array-api-compat"):
+            portamlp.get_backend("numpy")
+    finally:
+        numpy_entry._namespace.cache_clear()

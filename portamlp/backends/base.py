@@ -78,8 +78,16 @@ class Library:
         try:
             self.namespace()
         except ImportError as exc:
-            return f"{exc.name or self.module} is not installed"
+            return f"{(exc.name or self.module).split('.')[0]} is not installed"
         return None
+
+    def install_hint(self, reason: str) -> str:
+        """What to run for ``reason``: the library's own install, or the install of another
+        package it needs (array-api-compat's, for NumPy's namespace)."""
+        missing = re.match(r"^([\w.]+) is not installed", reason)
+        if missing and missing.group(1).lower() not in (self.module, self.name):
+            return f"pip install {missing.group(1).replace('_', '-')}"
+        return self.install
 
     # -- its arrays
     def owns(self, array: Any) -> bool:

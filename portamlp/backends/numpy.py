@@ -59,9 +59,6 @@ class NumPy(Library):
     def namespace(self) -> Any:
         return _namespace()
 
-    def probe(self) -> str | None:
-        return None
-
     def owns(self, array: Any) -> bool:
         return isinstance(array, (np.ndarray, np.generic))
 

@@ -85,7 +85,7 @@ def _check_usable(entry: Library) -> None:
     reason = entry.probe()
     if reason is not None:
         raise ValueError(f"backend {entry.name!r} is not usable here: {reason}. Usable here: "
-                         f"{_usable()}. To install it: {entry.install}")
+                         f"{_usable()}. To install it: {entry.install_hint(reason)}")
 
 
 def _make(entry: Library, device: Any) -> Backend:

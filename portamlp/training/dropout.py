@@ -68,10 +68,6 @@ class Dropout:
         self.widths = list(layers[:-1])
         self._index: dict[int, Any] = {}
 
-    @property
-    def active(self) -> bool:
-        return any(r > 0 for r in self.rates)
-
     def _indices(self, layer: int, rows: int):
         """``(rows, width)`` int64 counters ``row * width + column``, made once per layer."""
         have = self._index.get(layer)
