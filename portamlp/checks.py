@@ -16,12 +16,23 @@ from collections.abc import Iterable
 from typing import Any, Literal, overload
 
 __all__ = [
-    "DTYPES", "suggestion", "check_choice", "check_int", "check_float", "check_bool",
-    "check_dtype", "parse_layers", "check_layers", "is_integer", "is_number",
+    "DTYPES", "InvalidParameterError", "suggestion", "check_choice", "check_int", "check_float",
+    "check_bool", "check_dtype", "parse_layers", "check_layers", "is_integer", "is_number",
 ]
 
 #: Floating dtypes portamlp trains in, by name.
 DTYPES = ("float32", "float64")
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """An invalid parameter value, of the wrong type or out of range.
+
+    It is both a :class:`ValueError` and a :class:`TypeError`, as scikit-learn's own
+    ``InvalidParameterError`` is, so ``except ValueError`` and ``except TypeError`` both catch
+    it. The checks below raise plain ``TypeError`` (wrong type) and ``ValueError`` (wrong
+    value); an interface whose convention is one error for every invalid parameter (the
+    scikit-learn estimator) raises this instead, with the check's message.
+    """
 
 
 def is_integer(value: Any) -> bool:

@@ -22,7 +22,7 @@ class ModelFormatError(ValueError):
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or weight; lower the learning rate."""
+    """Training produced a non-finite cost or weight; lower the learning rate."""
 
 
 class DeviceMemoryError(MemoryError):

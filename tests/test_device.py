@@ -23,10 +23,10 @@ import pytest
 
 array_api_strict = pytest.importorskip("array_api_strict")
 
-import portamlp
-from portamlp import Network
-from portamlp.backends import Backend, parse_device, to_numpy
-from portamlp.backends.array_api_strict import ArrayAPIStrict
+import portamlp  # noqa: E402
+from portamlp import Network  # noqa: E402
+from portamlp.backends import Backend, parse_device, to_numpy  # noqa: E402
+from portamlp.backends.array_api_strict import ArrayAPIStrict  # noqa: E402
 
 STRICT_ARRAY = type(array_api_strict.asarray([0.0]))
 CPU = array_api_strict.Device("CPU_DEVICE")
@@ -134,7 +134,7 @@ def test_no_host_synchronisation_inside_the_mini_batch_loop(monkeypatch, tiny, a
 
 def test_the_documented_per_epoch_events(monkeypatch, tiny):
     """Staging checks read a few values once; each epoch then reads one vector (the batch
-    losses, a finiteness flag per parameter and the validation figures together)."""
+    costs, a finiteness flag per parameter and the validation values together)."""
     three = _events_of_a_run(monkeypatch, tiny, 10)
     x, y, xv, yv = tiny
     be = portamlp.get_backend("array_api_strict", "device1")
@@ -227,7 +227,7 @@ def test_second_device_keeps_training_prediction_and_optimizer_state_there(tiny)
     assert all(p.device == DEVICE1 for p in net.parameters())
     assert be.xp.current == CPU  # the context is left as it was found
     assert net.predict(x).device == DEVICE1 and net.predict_proba(x).device == DEVICE1
-    assert 0.0 <= net.evaluate(x, y) <= 1.0 and np.isfinite(net.loss(x, y))
+    assert 0.0 <= net.evaluate(x, y) <= 1.0 and np.isfinite(net.mean_cost(x, y))
     gw, gb = net.gradients(x, y)
     assert all(g.device == DEVICE1 for g in gw + gb)
     fresh = Network.initialize((6, 5, 4), seed=0, backend=be)

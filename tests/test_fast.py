@@ -1,5 +1,5 @@
 """The fast CuPy training step (portamlp.fast): its host-side logic everywhere, and on a GPU the
-same weights, losses and accuracy as the portable step it stands in for."""
+same weights, costs and accuracy as the portable step it stands in for."""
 
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ def _numeric_gradients(net, x, y, eps=1e-6):
             i = it.multi_index
             old = p[i]
             p[i] = old + eps
-            up = net.loss(x, y)
+            up = net.mean_cost(x, y)
             p[i] = old - eps
-            down = net.loss(x, y)
+            down = net.mean_cost(x, y)
             p[i] = old
             g[i] = (up - down) / (2 * eps)
         grads.append(g)
@@ -151,7 +151,7 @@ def test_softmax_is_stable_for_huge_logits():
                               cost="cross_entropy", backend="numpy", dtype="float32")
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         p = net.predict_proba(np.array([[1.0]]))
-        loss = net.loss(np.array([[1.0]]), np.array([1]))
+        loss = net.mean_cost(np.array([[1.0]]), np.array([1]))
     assert np.all(np.isfinite(p)) and np.isfinite(loss)
     assert p[0, 0] == pytest.approx(1 / (1 + np.exp(-1.0)), rel=1e-5)
 
@@ -269,3 +269,18 @@ def test_to_keeps_the_values(backend, dtype):
     back = moved.to("numpy")
     for a, b in zip(net.parameters(), back.parameters()):
         np.testing.assert_array_equal(b, a)
+
+
+def test_earlier_names_are_aliases():
+    """Before portamlp said "cost" everywhere: ``loss``, ``loss_scale`` and the records'
+    ``train_loss``/``validation_loss`` still read the same values."""
+    net = Network.initialize((4, 3), seed=0, cost="cross_entropy")
+    x, y = np.eye(4, dtype=np.float32)[:3], np.array([0, 1, 2])
+    assert net.loss(x, y) == net.mean_cost(x, y) and net.loss_scale == net.cost_scale == -1.0
+    from portamlp import EpochRecord
+
+    old = EpochRecord.from_dict({"epoch": 1, "seconds": 0.5, "train_loss": 0.25,
+                                 "validation_loss": 0.5})
+    assert (old.train_cost, old.validation_cost, old.train_loss) == (0.25, 0.5, 0.25)
+    with pytest.raises(TypeError, match="bogus"):
+        EpochRecord.from_dict({"epoch": 1, "seconds": 0.5, "train_cost": 0.1, "bogus": 1})

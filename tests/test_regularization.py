@@ -110,12 +110,15 @@ def test_early_stopping_restores_the_best_epoch():
         np.testing.assert_array_equal(to_numpy(a), b)
 
 
-@pytest.mark.parametrize("monitor", ["validation_loss", "train_loss"])
-def test_early_stopping_on_losses(monitor):
+@pytest.mark.parametrize("monitor", ["validation_cost", "train_cost",
+                                     "validation_loss", "train_loss"])  # the earlier names
+def test_early_stopping_on_costs(monitor):
     result = portamlp.train(**RUN, epochs=6, early_stopping=True, patience=1, monitor=monitor,
                             min_delta=1e9)  # nothing counts as an improvement: stop at once
     assert result.stopped_early and len(result.history) == 2 and result.best_epoch == 1
-    assert all(h.validation_loss > 0 for h in result.history)
+    assert result.config.monitor == monitor.replace("_loss", "_cost")
+    assert all(h.validation_cost > 0 and h.validation_loss == h.validation_cost
+               for h in result.history)
 
 
 def test_early_stopping_without_restoring_keeps_the_last_weights():

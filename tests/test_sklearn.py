@@ -38,7 +38,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import portamlp  # noqa: E402
+from portamlp.checks import InvalidParameterError  # noqa: E402
+from portamlp.nn.activations import ACTIVATIONS, Activation  # noqa: E402
 from portamlp.sklearn import MLPClassifier  # noqa: E402
+from portamlp.training.optimizers import OPTIMIZERS, SGD  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -145,14 +148,63 @@ def test_activation_and_solver_mapping_and_refusals(blobs):
         MLPClassifier(activation="identity").fit(x, y)
     with pytest.raises(ValueError, match="lbfgs.*not available.*solver='adam'"):
         MLPClassifier(solver="lbfgs").fit(x, y)
-    with pytest.raises(ValueError, match=r"beta_1 must be a number in \[0.0, 1.0\), got 1.0"):
+    with pytest.raises(ValueError, match=r"beta_1=1.0 must be >= 0.0 and < 1.0"):
         MLPClassifier(beta_1=1.0).fit(x, y)
-    with pytest.raises(ValueError, match=r"alpha must be a number in \[0.0, inf\], got -1"):
+    with pytest.raises(ValueError, match=r"alpha=-1.0 must be >= 0.0"):
         MLPClassifier(alpha=-1).fit(x, y)
     with pytest.raises(ValueError, match="batch_size must be 'auto' or an int"):
         MLPClassifier(batch_size="big").fit(x, y)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         MLPClassifier(early_stopping=True).partial_fit(x, y, classes=[0, 1, 2])
+
+
+#: An invalid value of each kind, and what the message says: the parameter, the value given
+#: and what would be valid (portamlp.checks' wording).
+INVALID_PARAMETERS = [
+    ("solver", "newton", r"unknown solver 'newton'; choose one of \['sgd', 'adam'"),
+    ("activation", "sigmoid", r"unknown activation 'sigmoid' \(portamlp's name.*'logistic'\)"),
+    ("activation", "softmax", r"unknown activation 'softmax'; choose one of \['logistic'"),
+    ("learning_rate", "optimal", r"unknown learning_rate 'optimal'.*'invscaling'"),
+    ("cost", "hinge", r"unknown cost 'hinge'; choose one of \['quadratic', 'cross_entropy'\]"),
+    ("init", "xavier", r"unknown init 'xavier'.*'glorot'"),
+    ("dtype", "float16", r"unknown dtype 'float16'.*\['float32', 'float64'\]"),
+    ("hidden_layer_sizes", (10, 0), r"hidden_layer_sizes must hold positive ints, got \(10, 0\)"),
+    ("hidden_layer_sizes", 2.5, r"hidden_layer_sizes must be an int or a sequence of ints"),
+    ("alpha", "big", r"alpha must be a number, got 'big'"),
+    ("learning_rate_init", 0, r"learning_rate_init=0.0 must be > 0.0"),
+    ("power_t", -1, r"power_t=-1.0 must be >= 0.0"),
+    ("max_iter", 0, r"max_iter=0 must be >= 1"),
+    ("max_iter", 2.0, r"max_iter must be an integer, got 2.0 \(write 2\)"),
+    ("n_iter_no_change", 1.5, r"n_iter_no_change must be an integer, got 1.5"),
+    ("max_fun", 0, r"max_fun=0 must be >= 1"),
+    ("tol", float("inf"), r"tol=inf must be a finite number"),
+    ("momentum", 1.0, r"momentum=1.0 must be >= 0.0 and < 1.0"),
+    ("validation_fraction", 1.0, r"validation_fraction=1.0 must be > 0.0 and < 1.0"),
+    ("validation_fraction", 0.0, r"validation_fraction=0.0 must be > 0.0 and < 1.0"),
+    ("batch_size", 0, r"batch_size=0 must be >= 1"),
+    ("batch_size", 1.5, r"batch_size must be 'auto' or an int >= 1, got 1.5"),
+    ("shuffle", "yes", r"shuffle must be True or False, got 'yes'"),
+    ("early_stopping", 1, r"early_stopping must be True or False, got 1"),
+    ("beta_2", -0.1, r"beta_2=-0.1 must be >= 0.0 and < 1.0"),
+    ("epsilon", 0.0, r"epsilon=0.0 must be > 0.0"),
+    ("dropout", 1.0, r"dropout=1.0 must be >= 0.0 and < 1.0"),
+    ("input_dropout", "x", r"input_dropout must be a number, got 'x'"),
+    ("max_norm", 0, r"max_norm=0.0 must be > 0.0"),
+    ("random_state", "x", r"random_state must be None, an int or a numpy.random.RandomState"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), INVALID_PARAMETERS,
+                         ids=[f"{n}={v!r}" for n, v, _ in INVALID_PARAMETERS])
+def test_invalid_parameters_raise_one_error_that_is_both_value_and_type_error(
+        blobs, name, value, message):
+    """As scikit-learn's InvalidParameterError: a wrong type is a ValueError too, a wrong value
+    a TypeError too; nothing is checked before fit."""
+    x, y = blobs
+    est = MLPClassifier(**{"max_iter": 1, name: value})
+    with pytest.raises(InvalidParameterError, match=message) as info:
+        est.fit(x, y)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
 
 
 @QUIET
@@ -181,6 +233,113 @@ def test_linear_model_with_no_hidden_layer(blobs):
     est = MLPClassifier(hidden_layer_sizes=(), max_iter=20, learning_rate_init=0.03,
                         random_state=0).fit(x, y)
     assert est.network_.layers == (8, 3) and est.score(x, y) > 0.6
+
+
+# ------------------------------------------------------- names from portamlp's registries
+def _softplus() -> Activation:
+    return Activation("softplus", lambda xp, z: xp.log(1.0 + xp.exp(z)),
+                      lambda xp, z, a: 1.0 - xp.exp(-a))
+
+
+class _PlainSGD(SGD):
+    """Test-only: SGD without momentum, declaring no hyper-parameters."""
+
+    name = "plain_sgd_test"
+    help = "plain SGD (a test-only entry)"
+    hyper_parameters = ()
+    momentum = 0.0
+    nesterov = False
+
+    @classmethod
+    def check(cls, values):
+        pass
+
+    def update(self, grads, scale):
+        lr, wd = self.learning_rate, self.weight_decay
+        for i, g in enumerate(grads):
+            p = self.params[i]
+            delta = (lr * scale) * g
+            if wd and p.ndim == 2:
+                delta = delta + (lr * wd) * p
+            self.params[i] = self.write.subtract(p, delta)
+
+
+def _same_estimator(back, est, x):
+    assert back.get_params() == est.get_params()
+    assert back.out_activation_ == est.out_activation_
+    assert back.network_.activation == est.network_.activation
+    np.testing.assert_allclose(back.predict_proba(x), est.predict_proba(x), rtol=1e-6)
+
+
+@QUIET
+def test_a_registered_activation_works_in_the_estimator(blobs, tmp_path):
+    x, y = blobs
+    with ACTIVATIONS.added(_softplus()):
+        with pytest.raises(ValueError, match=r"unknown activation 'softply'.*'softplus'"):
+            MLPClassifier(activation="softply").fit(x, y)
+        for cost, reported in (("cross_entropy", "softmax"), ("quadratic", "softplus")):
+            est = MLPClassifier(hidden_layer_sizes=(8,), activation="softplus", cost=cost,
+                                max_iter=20, learning_rate_init=0.03, random_state=0).fit(x, y)
+            assert est.network_.activation == "softplus" and est.out_activation_ == reported
+            assert est.get_params()["activation"] == "softplus"
+            assert est.score(x, y) > 0.6
+            est.save(tmp_path / f"{cost}.safetensors")
+            _same_estimator(MLPClassifier.load(tmp_path / f"{cost}.safetensors"), est, x)
+            back = pickle.loads(pickle.dumps(est))
+            _same_estimator(back, est, x)
+            back.partial_fit(x, y)
+    # out of the registry again: refused, with the names there are
+    with pytest.raises(ValueError, match=r"unknown activation 'softplus'; choose one of "
+                                         r"\['logistic', 'relu', 'leaky_relu', 'tanh'\]"):
+        MLPClassifier(activation="softplus").fit(x, y)
+
+
+@QUIET
+def test_a_registered_optimizer_works_as_a_solver(blobs, tmp_path, monkeypatch):
+    from portamlp.sklearn import _classifier
+
+    seen = []
+    real = _classifier.train
+    monkeypatch.setattr(_classifier, "train", lambda **kw: seen.append(kw) or real(**kw))
+    x, y = blobs
+    settings = dict(hidden_layer_sizes=(8,), max_iter=5, learning_rate_init=0.1,
+                    random_state=0)
+    with OPTIMIZERS.added(_PlainSGD):
+        est = MLPClassifier(solver="plain_sgd_test", **settings).fit(x, y)
+        # scikit-learn's momentum, nesterovs_momentum, beta_1, ... are not passed to it
+        assert seen[-1]["optimizer"] == "plain_sgd_test"
+        assert not {"momentum", "nesterov", "beta1", "beta2", "epsilon"} & set(seen[-1])
+        assert est._optimizer_state["optimizer"] == "plain_sgd_test"
+        # plain SGD is portamlp's "sgd" without momentum: the same run
+        sgd = MLPClassifier(solver="sgd", momentum=0.0, **settings).fit(x, y)
+        np.testing.assert_allclose(est.coefs_[0], sgd.coefs_[0], rtol=1e-12)
+        assert est.loss_curve_ == pytest.approx(sgd.loss_curve_, rel=1e-12)
+        est.save(tmp_path / "model.json")
+        back = MLPClassifier.load(tmp_path / "model.json")
+        _same_estimator(back, est, x)
+        back.partial_fit(x, y)
+        back = pickle.loads(pickle.dumps(est))
+        _same_estimator(back, est, x)
+        back.partial_fit(x, y)  # continues the pickled optimizer state
+        assert back._optimizer_state["scalars"]["t"] == est._optimizer_state["scalars"]["t"] + 2
+    with pytest.raises(ValueError, match=r"unknown solver 'plain_sgd_test'"):
+        MLPClassifier(solver="plain_sgd_test").fit(x, y)
+
+
+@QUIET
+def test_pickles_from_before_the_split_still_load(blobs):
+    """The per-epoch schedule moved from _classifier to _epochs; a pickle naming the old place
+    still loads."""
+    x, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", learning_rate="invscaling",
+                        max_iter=3, random_state=0).fit(x, y)
+    data = pickle.dumps(est, protocol=0)
+    new, old = b"portamlp.sklearn._epochs\nSchedule\n", b"portamlp.sklearn._classifier\n_Schedule\n"
+    assert new in data
+    back = pickle.loads(data.replace(new, old))
+    assert back._schedule.learning_rate == est._schedule.learning_rate
+    np.testing.assert_array_equal(back.predict_proba(x), est.predict_proba(x))
+    back.partial_fit(x, y)
 
 
 # ---------------------------------------------------------- the mapping onto portamlp

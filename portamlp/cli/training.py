@@ -251,7 +251,7 @@ def cmd_train(args) -> int:
 
 
 def _prepare(args, options: dict) -> Path:
-    """Load what the options name (a checkpoint's settings, a network) and check that the
+    """Load what the options name (a checkpoint's configuration, a network) and check that the
     network can be saved; returns the path it will be saved to."""
     import portamlp
 

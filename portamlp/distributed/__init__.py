@@ -8,7 +8,7 @@ implementation (every operation trivial), :class:`portamlp.distributed.mpi.MPICo
 MPI one (mpi4py), imported only when asked for.
 
 This package also holds what an implementation with several ranks shares:
-:class:`GradientExchange`, which packs each step's gradients, loss and one signal slot per rank
+:class:`GradientExchange`, which packs each step's gradients, cost and one signal slot per rank
 into one flat buffer and sums it with a single ``allreduce``; :func:`abort_on_failure`, the
 guard that stops every rank when one fails alone; and :func:`local_backend`, which gives each
 rank of a node its own GPU.
@@ -40,7 +40,7 @@ class Communicator(Protocol):
     gives every rank rank 0's values; ``abort(message)`` stops every rank, naming this one.
     ``guard(agreed)`` is a context in which an exception other than the ``agreed`` types (which
     every rank raises together) aborts all ranks; ``gradient_exchange(parameters, backend)``
-    sums each step's gradients, loss and signals in one allreduce (None for one rank);
+    sums each step's gradients, cost and signals in one allreduce (None for one rank);
     ``place(backend)`` moves a GPU backend to this rank's GPU. :class:`SingleProcess` is the
     one-rank implementation; :mod:`portamlp.distributed.mpi` has the MPI one.
     """
@@ -171,9 +171,9 @@ def abort_on_failure(comm: Communicator, agreed: tuple[type[BaseException], ...]
 
 
 class GradientExchange:
-    """Sum each step's gradients and loss over the ranks with one allreduce of one buffer.
+    """Sum each step's gradients and cost over the ranks with one allreduce of one buffer.
 
-    The buffer is ``[grad_0.ravel(), grad_1.ravel(), ..., loss, signal_0, ..., signal_{N-1}]``:
+    The buffer is ``[grad_0.ravel(), grad_1.ravel(), ..., cost, signal_0, ..., signal_{N-1}]``:
     slot ``signal_r`` holds the number of a signal (SIGINT, SIGTERM) rank ``r`` received, so
     that every rank learns of it at the same step and all stop together.
 
@@ -210,14 +210,14 @@ class GradientExchange:
                 return rank, int(value)
         return None
 
-    def reduce(self, loss, grads: list, signum: int | None = None
+    def reduce(self, cost, grads: list, signum: int | None = None
                ) -> tuple[Any, list, tuple[int, int] | None]:
-        """The loss and gradients summed over all ranks, and ``(rank, signum)`` when a rank
+        """The cost and gradients summed over all ranks, and ``(rank, signum)`` when a rank
         received a signal (passed by that rank as ``signum``), else None."""
         xp = self.xp
         with self.backend.activate():
             parts = [xp.reshape(g, (-1,)) for g in grads]
-            parts.append(xp.reshape(xp.astype(loss, self.dtype), (1,)))
+            parts.append(xp.reshape(xp.astype(cost, self.dtype), (1,)))
             parts.append(self._signals(signum))
             flat = self.comm.allreduce(xp.concat(parts))
             out, start = [], 0
@@ -225,9 +225,9 @@ class GradientExchange:
                 out.append(xp.reshape(flat[start:start + n], shape))
                 start += n
             signals = self.backend.to_numpy(flat[self.total + 1:])
-            # A copy: a view would keep the whole buffer alive with the epoch's list of losses.
-            loss = xp.asarray(flat[self.total], copy=True)
-            return loss, out, self._first_signal(signals)
+            # A copy: a view would keep the whole buffer alive with the epoch's list of costs.
+            cost = xp.asarray(flat[self.total], copy=True)
+            return cost, out, self._first_signal(signals)
 
     def agree_signal(self, signum: int | None) -> tuple[int, int] | None:
         """Outside a step: ``(rank, signum)`` of a signal received by any rank, or None."""

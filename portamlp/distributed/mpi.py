@@ -157,7 +157,7 @@ class MPICommunicator:
         return abort_on_failure(self, agreed)
 
     def gradient_exchange(self, parameters: list, backend: Backend) -> GradientExchange | None:
-        """The per-step reduction of gradients, loss and signals (None with one rank)."""
+        """The per-step reduction of gradients, cost and signals (None with one rank)."""
         return GradientExchange(self, parameters, backend) if self.size > 1 else None
 
     def place(self, backend: Backend) -> Backend:

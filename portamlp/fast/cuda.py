@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import fast as settings
+from .. import fast
 from ..backends import native_library
 from ..errors import PortamlpWarning, warn
 from ..nn.costs import get_cost
@@ -52,7 +52,7 @@ class FastEpoch:
     def __init__(self, net, opt, data, cfg):
         self.net, self.opt, self.data, self.cfg = net, opt, data, cfg
         self.batch = cfg.batch_size
-        self.graph_steps = settings.GRAPH_STEPS  # read here, so a test can change it
+        self.graph_steps = fast.GRAPH_STEPS  # read here, so a test can change it
         self.dtype = net.dtype
         self.rule = opt.kernel_rule()
         source = kernel_source(self.dtype, self.rule)

@@ -1,5 +1,10 @@
 """``MLPClassifier``: scikit-learn's estimator interface over :func:`portamlp.train`.
 
+This module owns the estimator's surface: its parameters, ``fit`` / ``partial_fit``, the
+predictions, the fitted attributes and the pickling hooks. The parameters' checks and names are
+in :mod:`._params`, scikit-learn's per-epoch rules in :mod:`._epochs`, model files and pickled
+state in :mod:`._persist`, where arrays live in :mod:`._arrays`.
+
 How scikit-learn's parameters map onto portamlp's training (the full table is in the docs):
 
 * ``alpha`` — scikit-learn adds ``alpha·W`` to the gradient of the batch-*summed* loss and divides
@@ -10,16 +15,14 @@ How scikit-learn's parameters map onto portamlp's training (the full table is in
   ``alpha / len(last batch)``).
 * stopping (``tol``, ``n_iter_no_change``, ``early_stopping``, ``validation_fraction``) and the
   ``learning_rate`` schedules follow scikit-learn's rules exactly; they run in a callback after
-  each epoch (:class:`_Epochs`), which may stop :func:`portamlp.train` or change the rate of the
-  next epoch through a callable schedule.
+  each epoch (:class:`~._epochs.Epochs`), which may stop :func:`portamlp.train` or change the
+  rate of the next epoch through a callable schedule.
 """
 
 from __future__ import annotations
 
 import numbers
-import sys
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,16 +33,14 @@ from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ..checks import check_dtype
 from ..errors import TrainingInterrupted
-from ..files.models import load as load_network
-from ..nn.init import init_names
-from ..nn.inputs import as_features
 from ..nn.network import Network
-from ..training.config import EpochRecord
 from ..training.train import train
 from . import _persist
 from ._arrays import (
     NUMPY_PLACE,
+    device_spec,
     dispatch_enabled,
     host_array,
     namespace_of,
@@ -47,17 +48,13 @@ from ._arrays import (
     take_rows,
     to_place,
 )
+from ._epochs import Epochs, Schedule
+from ._params import check_settings, hidden_layers, out_activation
 
 __all__ = ["MLPClassifier"]
 
-#: scikit-learn's activation names -> portamlp's (leaky_relu is portamlp's own).
-ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "leaky_relu": "leaky_relu"}
-SOLVERS = ("sgd", "adam")
-LEARNING_RATES = ("constant", "invscaling", "adaptive")
-COSTS = ("cross_entropy", "quadratic")
-#: sklearn's adaptive schedule divides the rate by this and stops below MIN_RATE.
-ADAPTIVE_DIVISOR = 5.0
-MIN_RATE = 1e-6
+#: Pickles written before the per-epoch rules moved to ``_epochs`` name the class here.
+_Schedule = Schedule
 #: portamlp advice that does not apply to an estimator's runs.
 _QUIET = (r"train_length=\d+ is not a multiple of batch_size",
           r"after epoch \d+ the network never predicts class")
@@ -67,19 +64,24 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier trained by portamlp, with scikit-learn's interface.
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier` with the ``"sgd"`` and
-    ``"adam"`` solvers: the same parameters with the same meanings and defaults, the same
-    stopping rules and fitted attributes. Training runs on portamlp's backends: NumPy by
-    default, or, under ``sklearn.set_config(array_api_dispatch=True)``, the library and device
-    of ``X`` (CuPy, PyTorch, array-api-strict); ``backend=``/``device=`` choose explicitly.
+    ``"adam"`` solvers (and any other optimizer registered in portamlp): the same parameters
+    with the same meanings and defaults, the same stopping rules and fitted attributes.
+    Training runs on portamlp's backends: NumPy by default, or, under
+    ``sklearn.set_config(array_api_dispatch=True)``, the library and device of ``X`` (CuPy,
+    PyTorch, array-api-strict); ``backend=``/``device=`` choose explicitly.
 
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Units of each hidden layer (``()`` for none: a softmax regression).
-    activation : {"relu", "logistic", "tanh", "leaky_relu"}, default="relu"
-        Hidden-layer activation. scikit-learn's ``"identity"`` is not available (portamlp has no
-        linear hidden layer).
-    solver : {"adam", "sgd"}, default="adam"
+    activation : {"relu", "logistic", "tanh", "leaky_relu"} or a registered name, default="relu"
+        Hidden-layer activation: any entry of :data:`portamlp.nn.activations.ACTIVATIONS`, by
+        scikit-learn's name where it has one (``"logistic"`` is portamlp's ``"sigmoid"``).
+        scikit-learn's ``"identity"`` is not available (portamlp has no linear hidden layer).
+    solver : {"adam", "sgd"} or a registered name, default="adam"
+        Any optimizer of :data:`portamlp.training.optimizers.OPTIMIZERS`. ``"sgd"`` takes
+        ``momentum`` and ``nesterovs_momentum``, ``"adam"`` takes ``beta_1``, ``beta_2`` and
+        ``epsilon``; any other trains with the hyper-parameters' declared defaults.
         ``"lbfgs"`` is not available: portamlp trains by mini-batch gradient descent.
     alpha : float, default=1e-4
         Strength of the L2 penalty, as in scikit-learn: it becomes portamlp's
@@ -121,8 +123,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
         Only for scikit-learn's ``"lbfgs"`` solver; accepted and unused.
-    cost : {"cross_entropy", "quadratic"}, default="cross_entropy"
-        portamlp's option: ``"cross_entropy"`` is scikit-learn's log-loss on a softmax output.
+    cost : {"cross_entropy", "quadratic"} or a registered name, default="cross_entropy"
+        portamlp's option, any entry of :data:`portamlp.nn.costs.COSTS`: ``"cross_entropy"``
+        is scikit-learn's log-loss on a softmax output.
     init : {"glorot", "he", "scaled", "normal", "auto"}, default="glorot"
         portamlp's initialisation; Glorot has scikit-learn's scale for ReLU and tanh.
     dtype : {"float32", "float64"} or None, default=None
@@ -163,7 +166,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Training samples seen, over all calls.
     n_layers_, n_outputs_ : int
     out_activation_ : str
-        ``"softmax"`` (or the hidden activation with the quadratic cost).
+        ``"softmax"`` (or the hidden activation, by its ``activation`` name, with another
+        cost).
+
+    Raises
+    ------
+    portamlp.checks.InvalidParameterError
+        From ``fit`` / ``partial_fit``, for an invalid parameter: both a ``ValueError`` and a
+        ``TypeError``, as scikit-learn's own ``InvalidParameterError``.
     """
 
     # fitted attributes (set by fit, never by __init__)
@@ -274,7 +284,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
-        settings = self._settings(incremental)
+        """The body of fit and partial_fit."""
+        settings = check_settings(self, incremental)
         fitted = hasattr(self, "network_")
         first = not fitted or (not incremental and not self.warm_start)
         if incremental and not fitted and classes is None:
@@ -305,13 +316,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if not incremental:  # fit makes a fresh optimizer, at the initial rate
             self._schedule.learning_rate = float(self.learning_rate_init)
         validation = None if X_val is None else (X_val, y_val, w_val)
-        epochs = _Epochs(self, self._schedule, n_train=n_train, batch=batch,
-                         mean_weight=mean_weight, validation=validation)
+        epochs = Epochs(self, self._schedule, n_train=n_train, batch=batch,
+                        mean_weight=mean_weight, validation=validation)
         options = dict(
             x=X_train, y=y_train, sample_weight=w_train, epochs=1 if incremental else
             self.max_iter, batch_size=batch, learning_rate=float(self.learning_rate_init),
-            learning_rate_schedule=epochs.rate if settings["scheduled"] else "constant",
-            optimizer=self.solver, **settings["hyper_parameters"],
+            learning_rate_schedule=epochs.rate if settings.scheduled else "constant",
+            optimizer=self.solver, **settings.hyper_parameters,
             weight_decay=float(self.alpha) / (batch * mean_weight),
             shuffle=bool(self.shuffle), seed=seed, dropout=self.dropout,
             input_dropout=self.input_dropout, max_norm=self.max_norm, callbacks=[epochs],
@@ -319,7 +330,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if X_val is not None:
             options["validation_data"] = (X_val, y_val)
         if first:
-            options.update(layers=self._layers(X.shape[1]), activation=settings["activation"],
+            options.update(layers=self._layers(X.shape[1]), activation=settings.activation,
                            cost=self.cost, init=self.init, dtype=self._dtype_name(X),
                            backend=self.backend, device=self.device)
         else:
@@ -341,8 +352,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = epochs.n_iter
         self.n_layers_ = len(network.layers)
         self.n_outputs_ = int(network.layers[-1])
-        self.out_activation_ = "softmax" if network.cost == "cross_entropy" else \
-            {v: k for k, v in ACTIVATIONS.items()}[network.activation]
+        self.out_activation_ = out_activation(network)
         if not incremental and not stopped and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
@@ -365,88 +375,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return result.network, result.optimizer_state, result.stopped_early
 
     # -- the pieces of fit
-    def _settings(self, incremental: bool) -> dict[str, Any]:
-        """Check the parameters (scikit-learn validates in fit, not in __init__)."""
-        if self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not available in portamlp, which trains by "
-                             "mini-batch gradient descent; use solver='adam' (the default) or "
-                             "'sgd', or sklearn.neural_network.MLPClassifier for L-BFGS")
-        _choice("solver", self.solver, SOLVERS)
-        if self.activation == "identity":
-            raise ValueError("activation='identity' is not available: portamlp has no linear "
-                             "hidden layer; use 'relu', 'logistic' or 'tanh', or "
-                             "hidden_layer_sizes=() for a linear (softmax) model")
-        _choice("activation", self.activation, tuple(ACTIVATIONS))
-        _choice("learning_rate", self.learning_rate, LEARNING_RATES)
-        _choice("cost", self.cost, COSTS)
-        _choice("init", self.init, init_names())
-        if self.dtype is not None:
-            _choice("dtype", _dtype_name(self.dtype), ("float32", "float64"))
-        self._layers(1)  # checks hidden_layer_sizes
-        _number("alpha", self.alpha, low=0.0)
-        _number("learning_rate_init", self.learning_rate_init, low=0.0, low_open=True)
-        _number("power_t", self.power_t, low=0.0)
-        _integer("max_iter", self.max_iter, low=1)
-        _integer("n_iter_no_change", self.n_iter_no_change, low=1)
-        _integer("max_fun", self.max_fun, low=1)
-        _number("tol", self.tol, low=0.0)
-        _number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _number("validation_fraction", self.validation_fraction, low=0.0, high=1.0,
-                low_open=True, high_open=True)
-        if not (self.batch_size == "auto" or _is_int(self.batch_size)):
-            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got "
-                             f"{self.batch_size!r}")
-        if self.batch_size != "auto":
-            _integer("batch_size", self.batch_size, low=1)
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        _number("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
-        _number("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
-        _number("epsilon", self.epsilon, low=0.0, low_open=True)
-        if self.random_state is not None and not (_is_int(self.random_state) or isinstance(
-                self.random_state, np.random.RandomState)):
-            raise ValueError(f"random_state must be None, an int or a numpy.random.RandomState,"
-                             f" got {self.random_state!r}")
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True: it sees one "
-                             "batch of data at a time; set early_stopping=False")
-        sgd = self.solver == "sgd"
-        if sgd:
-            momentum = float(self.momentum)
-            hyper = {"momentum": momentum,
-                     "nesterov": bool(self.nesterovs_momentum) and momentum > 0}
-        else:
-            hyper = {"beta1": float(self.beta_1), "beta2": float(self.beta_2),
-                     "epsilon": float(self.epsilon)}
-        return {"activation": ACTIVATIONS[self.activation], "hyper_parameters": hyper,
-                "scheduled": sgd and self.learning_rate != "constant"}
-
     def _layers(self, n_features: int) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        if _is_int(sizes):
-            sizes = (sizes,)
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints such as "
-                             f"(100,) or (256, 128), got {self.hidden_layer_sizes!r}") from None
-        if not all(_is_int(s) and s >= 1 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must hold positive ints, got "
-                             f"{self.hidden_layer_sizes!r}")
+        """The network's layer sizes for ``n_features`` inputs and the classes (2 before any)."""
         k = len(self.classes_) if hasattr(self, "classes_") else 2
-        return (int(n_features), *(int(s) for s in sizes), k)
+        return (int(n_features), *hidden_layers(self.hidden_layer_sizes), k)
 
     def _validate_X(self, X, *, reset: bool):
+        """scikit-learn's validation of ``X``, in ``dtype`` (or float64/float32)."""
         xp = namespace_of(X)
         if self.dtype is not None:
-            dtype: Any = getattr(xp, _dtype_name(self.dtype))
+            dtype: Any = getattr(xp, check_dtype(self.dtype))
         else:
             dtype = [xp.float64, xp.float32]
         return validate_data(self, X, reset=reset, accept_sparse=False, dtype=dtype,
                              ensure_min_samples=1)
 
     def _validate_y(self, y, X) -> np.ndarray:
+        """``y`` as 1-D host labels, checked as scikit-learn checks a classifier's."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
@@ -498,6 +443,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
     def _sample_weight(self, sample_weight, n: int) -> np.ndarray | None:
+        """``sample_weight`` as a checked host float64 copy (None kept)."""
         if sample_weight is None:
             return None
         if isinstance(sample_weight, numbers.Number):
@@ -520,7 +466,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         self.loss_curve_ = []
         self.t_ = 0
-        self._schedule = _Schedule(float(self.learning_rate_init))
+        self._schedule = Schedule(float(self.learning_rate_init))
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -533,6 +479,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.__dict__.pop(name, None)
 
     def _split(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation rows for early stopping (stratified, as scikit-learn)."""
         rows = np.arange(codes.shape[0])
         train_rows, val_rows = train_test_split(rows, random_state=self._random_state,
                                                 test_size=self.validation_fraction,
@@ -543,6 +490,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return np.sort(train_rows), np.sort(val_rows)
 
     def _batch_size(self, n: int) -> int:
+        """The mini-batch size for ``n`` training samples, as scikit-learn clips it."""
         if self.batch_size == "auto":
             return min(200, n)
         if self.batch_size > n:
@@ -551,11 +499,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return int(min(max(self.batch_size, 1), n))
 
     def _dtype_name(self, X) -> str:
+        """The network's dtype for validated data ``X``."""
         xp = namespace_of(X)
         return "float64" if X.dtype == xp.float64 else "float32"
 
     # ----------------------------------------------------------------------- prediction
     def _prepared(self, X, method: str):
+        """``X`` validated for prediction, and the place to return results to."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         place = place_of(X)
@@ -607,6 +557,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------------------- pickling
     def __getstate__(self):
+        """The state to pickle: the network and optimizer state as host arrays."""
         state = dict(super().__getstate__())
         if "network_" in state:
             state["network_"] = _persist.network_state(state["network_"])
@@ -616,6 +567,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        """Unpickle, rebuilding the network on its backend (NumPy where it is missing)."""
         if isinstance(state.get("network_"), dict):
             state = dict(state)
             state["network_"] = _persist.network_from_state(state["network_"])
@@ -639,20 +591,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             Replace an existing file.
         """
         check_is_fitted(self)
-        params = {k: _plain_param(k, v) for k, v in self.get_params().items()}
-        fitted = {"n_features_in_": int(self.n_features_in_), "n_iter_": int(self.n_iter_),
-                  "t_": int(self.t_), "loss_curve_": [float(v) for v in self.loss_curve_],
-                  "loss_": _float_or_none(getattr(self, "loss_", None)),
-                  "best_loss_": _float_or_none(self.best_loss_),
-                  "best_validation_score_": _float_or_none(self.best_validation_score_),
-                  "validation_scores_": None if self.validation_scores_ is None else
-                  [float(v) for v in self.validation_scores_]}
-        if hasattr(self, "feature_names_in_"):
-            fitted["feature_names_in_"] = [str(v) for v in self.feature_names_in_]
-        document = {"format": _persist.FORMAT_NAME, "version": _persist.FORMAT_VERSION,
-                    "params": params, "classes": _persist.encode_classes(self.classes_),
-                    "fitted": fitted}
-        _persist.write_model(self.network_, document, path, format=format, overwrite=overwrite)
+        _persist.save_estimator(self, path, format=format, overwrite=overwrite)
 
     @classmethod
     def load(cls, path, *, backend=None, device=None, format: str | None = None
@@ -665,222 +604,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ModelFormatError
             The file is not a saved MLPClassifier; the message says what is wrong.
         """
-        document = _persist.read_estimator_document(path, format)
-        params = dict(document.get("params") or {})
-        if isinstance(params.get("hidden_layer_sizes"), list):
-            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        known = cls().get_params()
-        estimator = cls(**{k: v for k, v in params.items() if k in known})
-        fitted = document.get("fitted") or {}
-        estimator.classes_ = _persist.decode_classes(document.get("classes"), path)
-        network = load_network(path, backend=backend if backend is not None else
-                               params.get("backend"), device=device if device is not None else
-                               params.get("device"), format=format)
-        if network.layers[-1] != len(estimator.classes_):
-            raise _persist.ModelFormatError(
-                f"{path}: the network has {network.layers[-1]} outputs for "
-                f"{len(estimator.classes_)} classes")
-        estimator.network_ = network
-        estimator.n_features_in_ = int(fitted.get("n_features_in_", network.layers[0]))
-        if "feature_names_in_" in fitted:
-            estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-        estimator._random_state = check_random_state(estimator.random_state)
-        estimator._schedule = _Schedule(float(estimator.learning_rate_init))
-        estimator._fit_place = NUMPY_PLACE if network.backend.name == "numpy" else \
-            (network.backend.name, _persist.device_spec(network.backend))
-        for key in ("n_iter_", "t_", "loss_curve_", "loss_", "best_loss_",
-                    "best_validation_score_", "validation_scores_"):
-            setattr(estimator, key, fitted.get(key))
-        estimator.n_iter_ = int(estimator.n_iter_ or 0)
-        estimator.t_ = int(estimator.t_ or 0)
-        estimator.loss_curve_ = list(estimator.loss_curve_ or [])
-        estimator.n_layers_ = len(network.layers)
-        estimator.n_outputs_ = int(network.layers[-1])
-        estimator.out_activation_ = "softmax" if network.cost == "cross_entropy" else \
-            {v: k for k, v in ACTIVATIONS.items()}[network.activation]
+        estimator: MLPClassifier = _persist.load_estimator(cls, path, backend=backend,
+                                                           device=device, format=format)
+        estimator._resume()
         return estimator
 
-
-class _Schedule:
-    """What scikit-learn carries from epoch to epoch and from one ``partial_fit`` to the next:
-    the SGD learning rate and the count of epochs without improvement."""
-
-    def __init__(self, learning_rate: float):
-        self.learning_rate = learning_rate
-        self.no_improvement_count = 0
-
-
-class _Epochs:
-    """scikit-learn's per-epoch bookkeeping, as a :func:`portamlp.train` callback.
-
-    After each epoch: the loss (with the L2 term scikit-learn adds), the validation score, the
-    no-improvement count against ``tol``, the learning-rate schedule and the decision to stop,
-    all by scikit-learn's rules. :meth:`rate` is the callable schedule that gives each epoch
-    the rate decided after the one before.
-    """
-
-    def __init__(self, est: MLPClassifier, schedule: _Schedule, *, n_train: int, batch: int,
-                 mean_weight: float, validation):
-        self.est, self.schedule = est, schedule
-        self.n_train = n_train
-        self.n_iter = 0
-        # scikit-learn's per-batch L2 term 0.5·alpha·‖W‖²/Σw(batch), summed over an epoch's
-        # batches and divided by n_train
-        n_batches = -(-n_train // batch)
-        self.l2_scale = 0.5 * float(est.alpha) * n_batches / (n_train * mean_weight)
-        self.validation = validation
-        self.weighted_validation = validation is not None and validation[2] is not None
-        self.best_parameters: list | None = None
-        self._xv = None
-
-    def rate(self, epoch: int) -> float:
-        return self.schedule.learning_rate
-
-    def __call__(self, record: EpochRecord, network: Network) -> bool:
-        est, schedule = self.est, self.schedule
-        self.n_iter += 1
-        loss = record.train_cost + self._l2(network)
-        est.loss_ = loss
-        est.loss_curve_.append(loss)
-        est.t_ += self.n_train
-        if est.verbose:
-            print(f"Iteration {self.n_iter}, loss = {loss:.8f}", file=sys.stdout)
-        self._count(loss, record, network)
-        sgd = est.solver == "sgd"
-        if sgd and est.learning_rate == "invscaling":
-            schedule.learning_rate = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
-        if schedule.no_improvement_count <= est.n_iter_no_change:
-            return False
-        if est.early_stopping:
-            message = (f"Validation score did not improve more than tol={est.tol:f} for "
-                       f"{est.n_iter_no_change} consecutive epochs.")
-        else:
-            message = (f"Training loss did not improve more than tol={est.tol:f} for "
-                       f"{est.n_iter_no_change} consecutive epochs.")
-        if sgd and est.learning_rate == "adaptive":
-            if schedule.learning_rate > MIN_RATE:
-                schedule.learning_rate /= ADAPTIVE_DIVISOR
-                schedule.no_improvement_count = 0
-                if est.verbose:
-                    print(f"{message} Setting learning rate to {schedule.learning_rate:f}")
-                return False
-            message += " Learning rate too small. Stopping."
-        if est.verbose:
-            print(message)
-        return True
-
-    def _l2(self, network: Network) -> float:
-        if not self.l2_scale:
-            return 0.0
-        xp = network.xp
-        with network.backend.activate():
-            total = xp.sum(xp.stack([xp.sum(w * w) for w in network.weights]))
-            return self.l2_scale * float(total)
-
-    def _count(self, loss: float, record: EpochRecord, network: Network) -> None:
-        """scikit-learn's ``_update_no_improvement_count``."""
-        est, schedule = self.est, self.schedule
-        if not est.early_stopping:
-            best_loss = np.inf if est.best_loss_ is None else est.best_loss_
-            if loss > best_loss - est.tol:
-                schedule.no_improvement_count += 1
-            else:
-                schedule.no_improvement_count = 0
-            est.best_loss_ = min(best_loss, loss)
-            return
-        score = self._validation_score(record, network)
-        if est.validation_scores_ is None:
-            est.validation_scores_ = []
-        est.validation_scores_.append(score)
-        if est.verbose:
-            print(f"Validation score: {score:f}")
-        best = -np.inf if est.best_validation_score_ is None else est.best_validation_score_
-        if score < best + est.tol:
-            schedule.no_improvement_count += 1
-        else:
-            schedule.no_improvement_count = 0
-        if score > best:
-            est.best_validation_score_ = score
-            xp = network.xp
-            with network.backend.activate():
-                self.best_parameters = [xp.asarray(p, copy=True) for p in network.parameters()]
-
-    def _validation_score(self, record: EpochRecord, network: Network) -> float:
-        if not self.weighted_validation:
-            return float(record.validation_accuracy or 0.0)
-        x, y, w = self.validation
-        if self._xv is None:  # staged once on the network's device
-            self._xv = as_features(x, network.backend, network.dtype, network.layers[0])
-        predicted = to_place(network.predict(self._xv), NUMPY_PLACE)
-        if not w.sum() > 0:
-            return float(np.mean(predicted == y))
-        return float(np.average(predicted == y, weights=w))
-
-    def finish(self, network: Network) -> None:
-        """With early stopping, end with the best epoch's weights (as scikit-learn does)."""
-        if self.est.early_stopping and self.best_parameters is not None:
-            params, write = network.parameters(), network.backend.writes
-            with network.backend.activate():
-                for i, best in enumerate(self.best_parameters):
-                    params[i] = write.assign(params[i], best)
+    def _resume(self) -> None:
+        """The state a fit started from a model file needs: a fresh random state, the initial
+        learning rate, and the network's place as the place of fit."""
+        self._random_state = check_random_state(self.random_state)
+        self._schedule = Schedule(float(self.learning_rate_init))
+        backend = self.network_.backend
+        self._fit_place = NUMPY_PLACE if backend.name == "numpy" else \
+            (backend.name, device_spec(backend))
 
 
 # ------------------------------------------------------------------------------ helpers
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and \
-        bool(np.isfinite(float(value)))
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        span = f"{left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}"
-        raise ValueError(f"{name} must be a number in {span}{right}, got {value!r}")
-
-
-def _integer(name: str, value: Any, *, low: int) -> None:
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
-def _dtype_name(dtype: Any) -> str:
-    """"float32" for "float32", numpy.float32 or numpy.dtype("float32")."""
-    return dtype if isinstance(dtype, str) else getattr(dtype, "__name__", str(dtype))
-
-
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label arrays are equal."""
     return a.shape == b.shape and bool(np.all(a == b))
-
-
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _plain_param(name: str, value: Any) -> Any:
-    """A parameter as JSON data for a model file (a RandomState instance is not kept)."""
-    if isinstance(value, tuple):
-        return [_plain_param(name, v) for v in value]
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool, list)):
-        return value
-    if name == "backend" and hasattr(value, "name"):
-        return value.name
-    if name == "dtype":
-        return _dtype_name(value)
-    if name == "device":
-        return str(value)
-    return None  # a RandomState instance: the loaded estimator draws afresh
-

@@ -9,7 +9,8 @@ Model files: :meth:`MLPClassifier.save` writes one portamlp model file (``.safet
 ``.json``) whose network :func:`portamlp.load` reads as usual; the estimator's settings and
 fitted facts (classes, feature names, curves) ride along as JSON, in the safetensors header's
 metadata under the key ``"portamlp.sklearn"`` or in the JSON document under ``"sklearn"``.
-Nothing is ever unpickled from a model file.
+Nothing is ever unpickled from a model file. :func:`save_estimator` and :func:`load_estimator`
+are the bodies of :meth:`MLPClassifier.save` and :meth:`MLPClassifier.load`.
 """
 
 from __future__ import annotations
@@ -17,23 +18,31 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ..backends import Backend, to_numpy
+from ..checks import check_dtype
 from ..errors import ModelFormatError, PortamlpWarning, warn
 from ..files.fields import MAX_FILE_BYTES
 from ..files.json_format import to_document
+from ..files.models import load as load_network
 from ..files.safetensors_format import encode_safetensors, read_safetensors, to_tensors
 from ..files.writing import atomic_write_bytes, check_save_path, format_of
 from ..nn.network import Network
 from ._arrays import backend_for_place, device_spec
+from ._params import out_activation
 
-__all__ = ["network_state", "network_from_state", "optimizer_state_to_host",
-"encode_classes", "decode_classes", "write_model",
-           "read_estimator_document", "METADATA_KEY", "DOCUMENT_KEY", "FORMAT_NAME",
-           "FORMAT_VERSION"]
+if TYPE_CHECKING:
+    from ._classifier import MLPClassifier
+
+    _Estimator = TypeVar("_Estimator", bound=MLPClassifier)
+
+__all__ = ["network_state", "network_from_state", "optimizer_state_to_host", "encode_classes",
+           "decode_classes", "estimator_document", "save_estimator", "load_estimator",
+           "write_model", "read_estimator_document", "METADATA_KEY", "DOCUMENT_KEY",
+           "FORMAT_NAME", "FORMAT_VERSION"]
 
 #: Where the estimator's document sits in a safetensors header / a JSON model file.
 METADATA_KEY = "portamlp.sklearn"
@@ -63,16 +72,17 @@ def _usable_backend(name: str, device: Any) -> Backend:
 
 
 def network_from_state(state: dict[str, Any]) -> Network:
+    """The network described by :func:`network_state`, on its backend where usable here."""
     be = _usable_backend(state["backend"], state["device"])
     return Network.from_arrays(state["weights"], state["biases"], activation=state["activation"],
                                cost=state["cost"], dtype=state["dtype"], backend=be)
 
 
 def optimizer_state_to_host(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An optimizer state (``portamlp.train``'s) with its arrays copied to the host."""
     if state is None:
         return None
     return {**state, "arrays": {k: np.array(to_numpy(v)) for k, v in state["arrays"].items()}}
-
 
 
 # ------------------------------------------------------------------------------ classes
@@ -98,6 +108,7 @@ def encode_classes(classes: np.ndarray) -> dict[str, Any]:
 
 
 def decode_classes(doc: Any, path: Any) -> np.ndarray:
+    """``classes_`` back from :func:`encode_classes`'s data; ModelFormatError if malformed."""
     try:
         kind, values = doc["kind"], doc["values"]
         if not isinstance(values, list) or not values:
@@ -110,6 +121,140 @@ def decode_classes(doc: Any, path: Any) -> np.ndarray:
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{path}: the estimator's 'classes' entry is malformed ({exc})") \
             from None
+
+
+# ------------------------------------------------------------------------ the estimator
+#: The fitted attributes a model file keeps besides classes_, network_ and feature names.
+_FITTED_KEYS = ("n_iter_", "t_", "loss_curve_", "loss_", "best_loss_", "best_validation_score_",
+                "validation_scores_")
+
+
+def estimator_document(est: MLPClassifier) -> dict[str, Any]:
+    """The JSON document a model file keeps of a fitted estimator besides its network.
+
+    Parameters
+    ----------
+    est : MLPClassifier
+        A fitted estimator.
+
+    Returns
+    -------
+    dict
+        Its parameters (plain data), ``classes_`` (:func:`encode_classes`) and fitted facts.
+    """
+    params = {k: _plain_param(k, v) for k, v in est.get_params().items()}
+    fitted: dict[str, Any] = {
+        "n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_),
+        "t_": int(est.t_), "loss_curve_": [float(v) for v in est.loss_curve_],
+        "loss_": _float_or_none(getattr(est, "loss_", None)),
+        "best_loss_": _float_or_none(est.best_loss_),
+        "best_validation_score_": _float_or_none(est.best_validation_score_),
+        "validation_scores_": None if est.validation_scores_ is None else
+        [float(v) for v in est.validation_scores_]}
+    if hasattr(est, "feature_names_in_"):
+        fitted["feature_names_in_"] = [str(v) for v in est.feature_names_in_]
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "params": params,
+            "classes": encode_classes(est.classes_), "fitted": fitted}
+
+
+def save_estimator(est: MLPClassifier, path: str | os.PathLike, *, format: str | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write a fitted estimator to one model file (the body of :meth:`MLPClassifier.save`).
+
+    Parameters
+    ----------
+    est : MLPClassifier
+        A fitted estimator.
+    path : str or path-like
+    format : {"safetensors", "json"}, optional
+        Default: from the extension.
+    overwrite : bool, default=False
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    return write_model(est.network_, estimator_document(est), path, format=format,
+                       overwrite=overwrite)
+
+
+def load_estimator(cls: type[_Estimator], path: str | os.PathLike, *, backend: Any = None,
+                   device: Any = None, format: str | None = None) -> _Estimator:
+    """An estimator of class ``cls`` rebuilt from a file written by :func:`save_estimator`.
+
+    Its parameters, ``classes_``, ``network_`` and the other fitted attributes are set from
+    the file; the state that only a running fit needs (random state, learning-rate schedule)
+    is the estimator's to start (:meth:`MLPClassifier.load` does).
+
+    Parameters
+    ----------
+    cls : type
+        ``MLPClassifier`` or a subclass.
+    path : str or path-like
+    backend, device : optional
+        Where to put the network; default: the saved ``backend``/``device`` parameters
+        (NumPy when they are None).
+    format : {"safetensors", "json"}, optional
+        Default: from the extension.
+
+    Raises
+    ------
+    ModelFormatError
+        The file is not a saved MLPClassifier; the message says what is wrong.
+    """
+    document = read_estimator_document(path, format)
+    params = dict(document.get("params") or {})
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    known = cls().get_params()
+    estimator = cls(**{k: v for k, v in params.items() if k in known})
+    fitted = document.get("fitted") or {}
+    estimator.classes_ = decode_classes(document.get("classes"), path)
+    network = load_network(path, backend=backend if backend is not None else
+                           params.get("backend"), device=device if device is not None else
+                           params.get("device"), format=format)
+    if network.layers[-1] != len(estimator.classes_):
+        raise ModelFormatError(f"{path}: the network has {network.layers[-1]} outputs for "
+                               f"{len(estimator.classes_)} classes")
+    estimator.network_ = network
+    estimator.n_features_in_ = int(fitted.get("n_features_in_", network.layers[0]))
+    if "feature_names_in_" in fitted:
+        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    for key in _FITTED_KEYS:
+        setattr(estimator, key, fitted.get(key))
+    estimator.n_iter_ = int(estimator.n_iter_ or 0)
+    estimator.t_ = int(estimator.t_ or 0)
+    estimator.loss_curve_ = list(estimator.loss_curve_ or [])
+    estimator.n_layers_ = len(network.layers)
+    estimator.n_outputs_ = int(network.layers[-1])
+    estimator.out_activation_ = out_activation(network)
+    return estimator
+
+
+def _float_or_none(value: Any) -> float | None:
+    """``float(value)``, None kept."""
+    return None if value is None else float(value)
+
+
+def _plain_param(name: str, value: Any) -> Any:
+    """A parameter as JSON data for a model file (a RandomState instance is not kept)."""
+    if isinstance(value, tuple):
+        return [_plain_param(name, v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool, list)):
+        return value
+    if name == "backend" and hasattr(value, "name"):
+        return value.name
+    if name == "dtype":
+        try:
+            return check_dtype(value)
+        except (TypeError, ValueError):
+            return str(value)
+    if name == "device":
+        return str(value)
+    return None  # a RandomState instance: the loaded estimator draws afresh
 
 
 # ---------------------------------------------------------------------------- model files

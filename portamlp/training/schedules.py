@@ -23,7 +23,7 @@ from .stopping import Monitor
 
 __all__ = ["SCHEDULES", "LearningRate"]
 
-#: Named schedules that depend only on the epoch: ``schedule(rate, epoch, epochs, settings)``.
+#: Named schedules that depend only on the epoch: ``schedule(rate, epoch, epochs, config)``.
 _BY_EPOCH: dict[str, Callable[[float, int, int, Any], float]] = {
     "constant": lambda rate, e, n, s: rate,
     "cosine": lambda rate, e, n, s: 0.5 * rate * (1.0 + math.cos(math.pi * (e - 1) / n)),
@@ -40,7 +40,7 @@ class LearningRate:
         self.config = config
         self.schedule = config.learning_rate_schedule
         self.monitor = Monitor(config.monitor, config.min_delta)
-        #: plateau state: reductions so far, best figure, epochs without improvement
+        #: plateau state: reductions so far, best monitored value, epochs without improvement
         self.reductions, self.wait = 0, 0
         self.best: float | None = None
 

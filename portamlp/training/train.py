@@ -119,7 +119,7 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
     ValueError, TypeError
         A bad option; the message names it and what is valid.
     DivergenceError
-        The loss or the weights became NaN or infinite (names the epoch and mini-batch).
+        The cost or the weights became NaN or infinite (names the epoch and mini-batch).
     DeviceMemoryError
         The network or the data does not fit in the device's memory (names the phase).
     TrainingInterrupted
