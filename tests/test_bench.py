@@ -31,6 +31,18 @@ def test_compare_quick_reports_ratios_memory_and_import(tmp_path):
 
 
 @pytest.mark.slow
+def test_versions_compares_this_tree_with_a_revision_in_fresh_processes(tmp_path):
+    out_file = tmp_path / "versions.json"
+    out = _run("versions.py", "--quick", "--against", "HEAD", "--output", str(out_file))
+    report = json.loads(out_file.read_text())
+    assert set(report["results"]) == {"784-30-10, sigmoid, quadratic, batch 10",
+                                      "784-256-128-10, ReLU, cross-entropy, momentum, batch 128"}
+    for name, row in report["results"].items():
+        assert row["old"] > 0 and row["new"] > 0 and row["ratio"] == row["new"] / row["old"]
+        assert f"{name}: HEAD " in out
+
+
+@pytest.mark.slow
 def test_gpu_script_runs_without_a_gpu(tmp_path):
     import portamlp
 
