@@ -33,6 +33,9 @@ CONFIGS = {
     "784-30-10, sigmoid, quadratic, batch 10": dict(
         layers=[784, 30, 10], activation="sigmoid", cost="quadratic", batch_size=10,
         learning_rate=3.0, momentum=0.0),
+    "784-100-50-10, sigmoid, quadratic, batch 10": dict(
+        layers=[784, 100, 50, 10], activation="sigmoid", cost="quadratic", batch_size=10,
+        learning_rate=3.0, momentum=0.0),
     "784-256-128-10, ReLU, cross-entropy, momentum, batch 128": dict(
         layers=[784, 256, 128, 10], activation="relu", cost="cross_entropy", batch_size=128,
         learning_rate=0.05, momentum=0.9),
@@ -84,6 +87,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per process")
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--quick", action="store_true", help="tiny settings, seconds")
+    parser.add_argument("--only", help="run only the configurations whose name contains this")
     parser.add_argument("--output", help="the JSON report (default: bench/results/versions.json; "
                                          "none with --quick)")
     args = parser.parse_args()
@@ -94,6 +98,8 @@ def main() -> None:
         old = extract(args.against, Path(tmp))
         new = ROOT
         for name, options in CONFIGS.items():
+            if args.only and args.only not in name:
+                continue
             best = {"old": float("inf"), "new": float("inf")}
             for r in range(args.rounds):
                 order = [("old", old), ("new", new)] if r % 2 == 0 else [("new", new),

@@ -36,6 +36,7 @@ def test_versions_compares_this_tree_with_a_revision_in_fresh_processes(tmp_path
     out = _run("versions.py", "--quick", "--against", "HEAD", "--output", str(out_file))
     report = json.loads(out_file.read_text())
     assert set(report["results"]) == {"784-30-10, sigmoid, quadratic, batch 10",
+                                      "784-100-50-10, sigmoid, quadratic, batch 10",
                                       "784-256-128-10, ReLU, cross-entropy, momentum, batch 128"}
     for name, row in report["results"].items():
         assert row["old"] > 0 and row["new"] > 0 and row["ratio"] == row["new"] / row["old"]
