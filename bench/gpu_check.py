@@ -117,24 +117,24 @@ def epoch_without_synchronisation() -> dict:
         net = portamlp.Network.initialize((784, 100, 10), seed=0, backend=be, **options)
         data = DeviceDataset.from_split("mnist", "train", backend=be, length=20_000)
         with be.activate():
-            opt = make_optimizer("sgd", net.parameters(), be.xp, learning_rate=0.05,
+            opt = make_optimizer("sgd", net.parameters(), be, learning_rate=0.05,
                                  momentum=0.9 if batch == 128 else 0.0)
             batches = data.batches(batch, np.random.default_rng(0))
             first = next(batches)  # the permutation crosses to the device here, once
-            losses, count = [], 1
+            costs, count = [], 1
             try:
                 with cupyx.allow_synchronize(False):
-                    loss, grads = net.backprop(*first[:2])
+                    cost, grads = net.backprop(*first[:2])
                     opt.step(grads, 1.0 / batch)
-                    losses.append(loss)
+                    costs.append(cost)
                     for xb, tb, _ in batches:
-                        loss, grads = net.backprop(xb, tb)
+                        cost, grads = net.backprop(xb, tb)
                         opt.step(grads, 1.0 / xb.shape[0])
-                        losses.append(loss)
+                        costs.append(cost)
                         count += 1
                 results[name] = {"ok": True, "batches": count,
                                  "finite": bool(np.isfinite(float(be.xp.sum(
-                                     be.xp.stack(losses)))))}
+                                     be.xp.stack(costs)))))}
             except Exception as exc:
                 results[name] = {"ok": False, "batches": count,
                                  "error": f"{type(exc).__name__}: {exc}"}
@@ -170,7 +170,7 @@ def fast_step_buffers() -> dict:
             b = [v.astype(np.float64) for v in net.host_parameters()[1]]
             data = DeviceDataset(be.asarray(x, "float32"), be.asarray(y), 10, be)
             with be.activate():
-                opt = make_optimizer(opt_name, net.parameters(), be.xp, learning_rate=0.1,
+                opt = make_optimizer(opt_name, net.parameters(), be, learning_rate=0.1,
                                      **extra)
             runner = FastEpoch(net, opt, data, TrainConfig(batch_size=10))
             runner.capture = False
@@ -186,10 +186,10 @@ def fast_step_buffers() -> dict:
             if cost == "cross_entropy":
                 e = np.exp(z3 - z3.max(1, keepdims=True))
                 a3 = e / e.sum(1, keepdims=True)
-                d3, loss, out3 = a3 - t, np.sum(np.log(a3[np.arange(10), y[order]])), z3
+                d3, cost, out3 = a3 - t, np.sum(np.log(a3[np.arange(10), y[order]])), z3
             else:
                 a3 = f(z3)
-                d3, loss, out3 = (a3 - t) * fp(a3), np.sum((a3 - t) ** 2), a3
+                d3, cost, out3 = (a3 - t) * fp(a3), np.sum((a3 - t) ** 2), a3
             d2 = (d3 @ W[2]) * fp(a2)
             d1 = (d2 @ W[1]) * fp(a1)
             g0 = d1.T @ a0 / 10
@@ -199,11 +199,11 @@ def fast_step_buffers() -> dict:
                 w0 = W[0] - 0.1 * g0
             reference = {"forward 1": a1, "forward 2": a2, "forward 3 (output)": out3,
                          "output delta": d3, "backward delta 2": d2, "backward delta 1": d1,
-                         "loss": np.array([loss]), "updated W1": w0}
+                         "cost": np.array([cost]), "updated W1": w0}
             got = {"forward 1": runner.acts[0], "forward 2": runner.acts[1],
                    "forward 3 (output)": runner.acts[2], "output delta": runner.deltas[2],
                    "backward delta 2": runner.deltas[1], "backward delta 1": runner.deltas[0],
-                   "loss": runner.losses[:1], "updated W1": net.weights[0]}
+                   "cost": runner.costs[:1], "updated W1": net.weights[0]}
             diffs = {}
             for key, ref in reference.items():
                 value = np.asarray(to_numpy(got[key]), dtype=np.float64)
@@ -234,7 +234,7 @@ def fast_epoch_without_synchronisation() -> dict:
         net = portamlp.Network.initialize((784, 30, 10), seed=0, backend=be)
         data = DeviceDataset.from_split("mnist", "train", backend=be, length=12_345)
         with be.activate():
-            opt = make_optimizer("sgd", net.parameters(), be.xp, learning_rate=3.0)
+            opt = make_optimizer("sgd", net.parameters(), be, learning_rate=3.0)
         runner = FastEpoch(net, opt, data, TrainConfig(batch_size=10))
         rng = np.random.default_rng(0)
         list(runner.run(rng.permutation(len(data))))  # compiles and captures

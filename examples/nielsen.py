@@ -11,7 +11,7 @@ import portamlp
 def report(record, network):
     """Print one line per epoch, like network.py does."""
     print(f"Epoch {record.epoch}: {record.validation_accuracy:.2%} on validation "
-          f"(loss {record.train_loss:.4f}, {record.seconds:.2f} s)")
+          f"(cost {record.train_cost:.4f}, {record.seconds:.2f} s)")
 
 
 def main(**overrides):
