@@ -1,6 +1,7 @@
 """Saving and loading: exact round trips, the original Rust program's format, malformed files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +300,29 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     os.chmod(tmp_path / "a.json", 0o600)  # replacing a file keeps its permissions
     net.save(tmp_path / "a.json", overwrite=True)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o600
+
+
+OLD = Path(__file__).resolve().parent / "data" / "portamlp-0.2.0"
+
+
+def test_a_checkpoint_of_0_2_0_resumes_exactly_as_0_2_0_resumed_it(tmp_path):
+    """Its position says loss_sum, its history train_loss, its configuration momentum and
+    nesterov beside Adam's run: the run continues to the very weights 0.2.0 reached."""
+    import shutil
+
+    shutil.copytree(OLD / "checkpoint", tmp_path / "ck")
+    with pytest.warns(portamlp.PortamlpWarning):  # dead classes, as 0.2.0 warned
+        result = portamlp.train(resume=tmp_path / "ck", epochs=2, progress=False)
+    expected = portamlp.load(OLD / "resumed.json")
+    for p, q in zip(result.network.parameters(), expected.parameters()):
+        np.testing.assert_array_equal(p, q)
+    assert result.config.optimizer == "adam" and result.config.beta1 == 0.9
+    assert result.history[0].train_cost == pytest.approx(2.1581156158447268)
+
+
+def test_a_run_record_of_0_2_0_is_plotted(tmp_path):
+    pytest.importorskip("matplotlib")
+    from portamlp.cli.main import main
+
+    assert main(["plot", str(OLD / "net.run.json"), "-o", str(tmp_path / "c.png"), "-q"]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
