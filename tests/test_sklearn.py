@@ -302,16 +302,16 @@ def test_a_registered_optimizer_works_as_a_solver(blobs, tmp_path, monkeypatch):
     real = _classifier.train
     monkeypatch.setattr(_classifier, "train", lambda **kw: seen.append(kw) or real(**kw))
     x, y = blobs
-    settings = dict(hidden_layer_sizes=(8,), max_iter=5, learning_rate_init=0.1,
+    params = dict(hidden_layer_sizes=(8,), max_iter=5, learning_rate_init=0.1,
                     random_state=0)
     with OPTIMIZERS.added(_PlainSGD):
-        est = MLPClassifier(solver="plain_sgd_test", **settings).fit(x, y)
+        est = MLPClassifier(solver="plain_sgd_test", **params).fit(x, y)
         # scikit-learn's momentum, nesterovs_momentum, beta_1, ... are not passed to it
         assert seen[-1]["optimizer"] == "plain_sgd_test"
         assert not {"momentum", "nesterov", "beta1", "beta2", "epsilon"} & set(seen[-1])
         assert est._optimizer_state["optimizer"] == "plain_sgd_test"
         # plain SGD is portamlp's "sgd" without momentum: the same run
-        sgd = MLPClassifier(solver="sgd", momentum=0.0, **settings).fit(x, y)
+        sgd = MLPClassifier(solver="sgd", momentum=0.0, **params).fit(x, y)
         np.testing.assert_allclose(est.coefs_[0], sgd.coefs_[0], rtol=1e-12)
         assert est.loss_curve_ == pytest.approx(sgd.loss_curve_, rel=1e-12)
         est.save(tmp_path / "model.json")
@@ -363,10 +363,10 @@ def test_alpha_and_sample_weight_step_matches_scikit_learn(blobs, weighted):
     weight_decay = alpha / (batch * mean(sample_weight)), and weights weigh each loss."""
     x, y = blobs
     sw = np.random.default_rng(0).uniform(0.2, 3.0, size=len(y)) if weighted else None
-    settings = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=2.5,
+    params = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=2.5,
                     learning_rate_init=0.05, batch_size=len(y), shuffle=False, random_state=0)
-    theirs = SklearnMLP(**settings)
-    ours = MLPClassifier(dtype="float64", **settings)
+    theirs = SklearnMLP(**params)
+    ours = MLPClassifier(dtype="float64", **params)
     for est in (theirs, ours):
         est.partial_fit(x, y, sample_weight=sw, classes=[0, 1, 2])
     rng = np.random.default_rng(1)
@@ -381,10 +381,10 @@ def test_alpha_and_sample_weight_step_matches_scikit_learn(blobs, weighted):
     assert ours.loss_curve_[-1] == pytest.approx(theirs.loss_curve_[-1], rel=1e-2)
 
 
-def _fit_both(x, y, **settings):
+def _fit_both(x, y, **params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return (SklearnMLP(**settings).fit(x, y), MLPClassifier(**settings).fit(x, y))
+        return (SklearnMLP(**params).fit(x, y), MLPClassifier(**params).fit(x, y))
 
 
 def test_stopping_on_the_training_loss_follows_scikit_learn(blobs):
@@ -570,7 +570,7 @@ def test_clone_and_pickle(blobs, tmp_path):
 # ----------------------------------------------------------------- model files
 @QUIET
 @pytest.mark.parametrize("suffix", [".safetensors", ".json"])
-def test_save_and_load_keep_classes_and_settings(blobs, tmp_path, suffix):
+def test_save_and_load_keep_classes_and_parameters(blobs, tmp_path, suffix):
     x, y = blobs
     labels = np.array(["a", "b", "c"])[y]
     est = MLPClassifier(hidden_layer_sizes=(8, 5), activation="tanh", alpha=0.01,

@@ -49,7 +49,7 @@ from ._arrays import (
     to_place,
 )
 from ._epochs import Epochs, Schedule
-from ._params import check_settings, hidden_layers, out_activation
+from ._params import check_parameters, hidden_layers, out_activation
 
 __all__ = ["MLPClassifier"]
 
@@ -285,7 +285,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         """The body of fit and partial_fit."""
-        settings = check_settings(self, incremental)
+        checked = check_parameters(self, incremental)
         fitted = hasattr(self, "network_")
         first = not fitted or (not incremental and not self.warm_start)
         if incremental and not fitted and classes is None:
@@ -321,8 +321,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         options = dict(
             x=X_train, y=y_train, sample_weight=w_train, epochs=1 if incremental else
             self.max_iter, batch_size=batch, learning_rate=float(self.learning_rate_init),
-            learning_rate_schedule=epochs.rate if settings.scheduled else "constant",
-            optimizer=self.solver, **settings.hyper_parameters,
+            learning_rate_schedule=epochs.rate if checked.scheduled else "constant",
+            optimizer=self.solver, **checked.hyper_parameters,
             weight_decay=float(self.alpha) / (batch * mean_weight),
             shuffle=bool(self.shuffle), seed=seed, dropout=self.dropout,
             input_dropout=self.input_dropout, max_norm=self.max_norm, callbacks=[epochs],
@@ -330,7 +330,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if X_val is not None:
             options["validation_data"] = (X_val, y_val)
         if first:
-            options.update(layers=self._layers(X.shape[1]), activation=settings.activation,
+            options.update(layers=self._layers(X.shape[1]), activation=checked.activation,
                            cost=self.cost, init=self.init, dtype=self._dtype_name(X),
                            backend=self.backend, device=self.device)
         else:

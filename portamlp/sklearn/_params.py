@@ -11,7 +11,7 @@ else edited. scikit-learn's names are kept where they differ from portamlp's
 Checks go through :mod:`portamlp.checks`, as scikit-learn's do, in ``fit`` (not in
 ``__init__``). scikit-learn's convention is one error for every invalid parameter, both a
 ``ValueError`` and a ``TypeError``; :mod:`portamlp.checks` raises ``TypeError`` for a wrong type
-and ``ValueError`` for a wrong value, so :func:`check_settings` re-raises either as
+and ``ValueError`` for a wrong value, so :func:`check_parameters` re-raises either as
 :class:`portamlp.checks.InvalidParameterError` (a subclass of both) with the check's message,
 which names the parameter, the value given and what would be valid.
 """
@@ -43,9 +43,9 @@ from ..training.optimizers import OPTIMIZERS
 if TYPE_CHECKING:
     from ._classifier import MLPClassifier
 
-__all__ = ["SKLEARN_ACTIVATIONS", "LEARNING_RATES", "Settings", "activation_names",
+__all__ = ["SKLEARN_ACTIVATIONS", "LEARNING_RATES", "Checked", "activation_names",
            "solver_names", "cost_names", "to_portamlp_activation", "to_sklearn_activation",
-           "out_activation", "SOLVER_HYPER_PARAMETERS", "hidden_layers", "check_settings"]
+           "out_activation", "SOLVER_HYPER_PARAMETERS", "hidden_layers", "check_parameters"]
 
 #: scikit-learn's activation names that portamlp registers under another name.
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
@@ -111,7 +111,7 @@ SOLVER_HYPER_PARAMETERS: dict[str, Callable[[MLPClassifier], dict[str, Any]]] = 
 
 # --------------------------------------------------------------------------------- checks
 @dataclass(frozen=True)
-class Settings:
+class Checked:
     """What checked parameters become in :func:`portamlp.train`.
 
     Attributes
@@ -197,7 +197,7 @@ def _check_random_state(value: Any) -> None:
                                 f"numpy.random.RandomState, got {value!r}")
 
 
-def check_settings(est: MLPClassifier, incremental: bool) -> Settings:
+def check_parameters(est: MLPClassifier, incremental: bool) -> Checked:
     """Check the estimator's parameters (scikit-learn validates in fit, not in __init__).
 
     Parameters
@@ -208,7 +208,7 @@ def check_settings(est: MLPClassifier, incremental: bool) -> Settings:
 
     Returns
     -------
-    Settings
+    Checked
         What the parameters become in :func:`portamlp.train`.
 
     Raises
@@ -250,6 +250,6 @@ def check_settings(est: MLPClassifier, incremental: bool) -> Settings:
         raise InvalidParameterError("partial_fit does not support early_stopping=True: it sees "
                                     "one batch of data at a time; set early_stopping=False")
     hyper = SOLVER_HYPER_PARAMETERS.get(est.solver)
-    return Settings(activation=to_portamlp_activation(est.activation),
+    return Checked(activation=to_portamlp_activation(est.activation),
                     hyper_parameters={} if hyper is None else hyper(est),
                     scheduled=est.solver == "sgd" and est.learning_rate != "constant")

@@ -6,7 +6,7 @@ device, and rebuilds it there on unpickling (on NumPy, with a warning, when that
 usable on the unpickling machine). The optimizer's state travels the same way.
 
 Model files: :meth:`MLPClassifier.save` writes one portamlp model file (``.safetensors`` or
-``.json``) whose network :func:`portamlp.load` reads as usual; the estimator's settings and
+``.json``) whose network :func:`portamlp.load` reads as usual; the estimator's parameters and
 fitted facts (classes, feature names, curves) ride along as JSON, in the safetensors header's
 metadata under the key ``"portamlp.sklearn"`` or in the JSON document under ``"sklearn"``.
 Nothing is ever unpickled from a model file. :func:`save_estimator` and :func:`load_estimator`
@@ -286,7 +286,7 @@ def read_estimator_document(path: str | os.PathLike, format: str | None = None,
         _, metadata = read_safetensors(path, max_bytes)
         if METADATA_KEY not in metadata:
             raise ModelFormatError(f"{path}: a portamlp model file, but not a saved "
-                                   "MLPClassifier (no estimator settings in its metadata); load "
+                                   "MLPClassifier (no estimator parameters in its metadata); load "
                                    "the network with portamlp.load")
         try:
             document = json.loads(metadata[METADATA_KEY])
