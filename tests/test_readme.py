@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 
 import portamlp
+from portamlp.backends import LIBRARIES
+from portamlp.nn.activations import ACTIVATIONS
+from portamlp.nn.costs import COSTS
+from portamlp.nn.init import INITS
+from portamlp.training.optimizers import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -76,7 +81,14 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
         pytest.importorskip("safetensors")
     if "fashion-mnist" in code or "read_idx" in code:
         _fake_fashion(tmp_path, monkeypatch)
-    exec(compile(code, f"README block {index}", "exec"), {"__name__": "__main__"})
+    registries = (ACTIVATIONS, COSTS, INITS, OPTIMIZERS, LIBRARIES)
+    saved = [dict(r) for r in registries]  # a block may register entries: for itself only
+    try:
+        exec(compile(code, f"README block {index}", "exec"), {"__name__": "__main__"})
+    finally:
+        for registry, entries in zip(registries, saved):
+            registry.clear()
+            registry.update(entries)
 
 
 def _run_under_mpiexec(code: str, tmp_path: Path) -> None:
