@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI and batch inference on Dask arrays (portamlp.parallel).
+"""Data-parallel training over MPI and batch inference on Dask arrays (portamlp.distributed).
 
 The MPI tests launch ``mpiexec -n 2 python SCRIPT`` in a subprocess and compare with the same run
 in this process: the same parameters to float64 round-off. They are skipped, saying what to
@@ -168,11 +168,16 @@ def test_one_process_by_default_and_clear_errors():
 
 
 def test_import_portamlp_imports_neither_mpi4py_nor_dask():
-    code = ("import sys, portamlp, portamlp.parallel; print(sorted(m for m in "
-            "('mpi4py', 'dask', 'distributed') if m in sys.modules))")
+    code = ("import sys, portamlp, portamlp.distributed, portamlp.parallel; print(sorted(m for "
+            "m in ('mpi4py', 'dask', 'distributed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+    import portamlp.distributed
+    import portamlp.parallel  # the earlier path names the same functions
+
+    assert portamlp.parallel.predict_dask is portamlp.distributed.predict_dask
+    assert portamlp.parallel.predict_proba_dask is portamlp.distributed.predict_proba_dask
 
 
 class _TwinRanks:
@@ -389,7 +394,7 @@ def test_predict_dask_is_lazy_chunked_and_holds_the_network_once(small_network):
     import dask
     import dask.array as da
 
-    from portamlp.parallel import predict_dask, predict_proba_dask
+    from portamlp.distributed import predict_dask, predict_proba_dask
 
     x, _ = portamlp.datasets.load_mnist("test", length=2500, flatten=True)
     dx = da.from_array(x, chunks=(1000, 392))  # split columns are merged into whole rows

@@ -12,6 +12,11 @@ This package also holds what an implementation with several ranks shares:
 into one flat buffer and sums it with a single ``allreduce``; :func:`abort_on_failure`, the
 guard that stops every rank when one fails alone; and :func:`local_backend`, which gives each
 rank of a node its own GPU.
+
+Inference on Dask arrays is here too: :func:`predict_dask` and :func:`predict_proba_dask` turn a
+Dask array of inputs into a lazy Dask array of predictions, one task per chunk of rows
+(:mod:`portamlp.distributed.dask_inference`, imported on first use; ``pip install
+"portamlp[dask]"``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,29 @@ import numpy as np
 from ..backends import Backend, get_backend
 
 __all__ = ["Communicator", "SingleProcess", "SINGLE_PROCESS", "COMMUNICATORS", "communicator",
-           "GradientExchange", "abort_on_failure", "local_backend"]
+           "GradientExchange", "abort_on_failure", "local_backend", "predict_dask",
+           "predict_proba_dask"]
+
+
+def predict_dask(network, images):
+    """Predicted classes of a Dask array of inputs, as a lazy Dask array chunked like its rows.
+
+    See :func:`portamlp.distributed.dask_inference.predict_dask` (needs ``portamlp[dask]``).
+    """
+    from .dask_inference import predict_dask as predict
+
+    return predict(network, images)
+
+
+def predict_proba_dask(network, images):
+    """Class scores of a Dask array of inputs, as a lazy Dask array ``(n, n_classes)``.
+
+    See :func:`portamlp.distributed.dask_inference.predict_proba_dask` (needs
+    ``portamlp[dask]``).
+    """
+    from .dask_inference import predict_proba_dask as predict_proba
+
+    return predict_proba(network, images)
 
 
 class Communicator(Protocol):

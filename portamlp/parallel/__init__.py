@@ -1,31 +1,12 @@
-"""Batch inference on Dask arrays, on top of :class:`portamlp.Network`.
+"""The earlier path of Dask inference: ``from portamlp.parallel import predict_dask`` still works.
 
-:func:`predict_dask` and :func:`predict_proba_dask` (in :mod:`portamlp.parallel.dask_inference`,
-imported on first use; ``pip install "portamlp[dask]"``) turn a Dask array of inputs into a lazy
-Dask array of predictions, chunked along rows. Data-parallel *training* is
-:mod:`portamlp.distributed`.
+Inference on Dask arrays lives in :mod:`portamlp.distributed` with data-parallel training
+(:func:`portamlp.distributed.predict_dask`, :func:`portamlp.distributed.predict_proba_dask`);
+this package names the same functions.
 """
 
 from __future__ import annotations
 
+from ..distributed import predict_dask, predict_proba_dask
+
 __all__ = ["predict_dask", "predict_proba_dask"]
-
-
-def predict_dask(network, images):
-    """Predicted classes of a Dask array of inputs, as a lazy Dask array chunked like its rows.
-
-    See :func:`portamlp.parallel.dask_inference.predict_dask` (needs ``portamlp[dask]``).
-    """
-    from ..distributed.dask_inference import predict_dask as predict
-
-    return predict(network, images)
-
-
-def predict_proba_dask(network, images):
-    """Class scores of a Dask array of inputs, as a lazy Dask array ``(n, n_classes)``.
-
-    See :func:`portamlp.parallel.dask_inference.predict_proba_dask` (needs ``portamlp[dask]``).
-    """
-    from ..distributed.dask_inference import predict_proba_dask as predict_proba
-
-    return predict_proba(network, images)
