@@ -179,3 +179,11 @@ def test_hyper_parameters_belong_to_their_optimizer():
     assert TrainConfig(**TrainConfig.split(old)).optimizer_options["beta1"] == 0.9
     with pytest.raises(ValueError, match="momentum=0.5 applies to optimizer='sgd'"):
         TrainConfig(**TrainConfig.split(old | {"momentum": 0.5}))
+
+
+def test_another_optimizers_hyper_parameter_is_refused_even_at_its_default():
+    for options, name in [(dict(optimizer="adam", momentum=0.0), "momentum"),
+                          (dict(optimizer="adam", nesterov=False), "nesterov"),
+                          (dict(beta1=0.9), "beta1")]:
+        with pytest.raises(ValueError, match=f"{name}=.* applies to optimizer="):
+            portamlp.train(epochs=1, **options)

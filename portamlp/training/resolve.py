@@ -123,7 +123,10 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
         config["seed"] = comm.share(fresh_seed())
     if config["layers"] is None:
         config["layers"] = DEFAULT_LAYERS if not data.own else _infer_layers(data.x, data.y)
-    cfg = TrainConfig(**TrainConfig.split(config))
+    # the caller's hyper-parameters are the chosen optimizer's or refused (a checkpoint's were
+    # read leniently: an earlier release saved every optimizer's)
+    cfg = TrainConfig(**{k: config[k] for k in CONFIG_NAMES},
+                      optimizer_options={k: v for k, v in config.items() if k not in CONFIG_NAMES})
     if data.own:
         for name in ("dataset", "scale"):
             if name in given:
@@ -207,8 +210,7 @@ def _config_for_resume(directory, config: dict, given: set,
     elif saved.get("epochs", 0) <= done:
         warn(f"the checkpointed run has already done all its {done} epoch(s); pass a larger "
              "epochs to extend it")
-    kept = {k: v for k, v in config.items() if k in CONFIG_NAMES}
-    return {**kept, **saved}, ckpt
+    return {**config, **saved}, ckpt
 
 
 def _saved_options(saved: dict[str, Any]) -> dict[str, Any]:
