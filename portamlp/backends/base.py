@@ -47,6 +47,9 @@ class Library:
     #: Whether its arrays can be written in place (False: every write makes a new array; see
     #: :mod:`portamlp.backends.writes`).
     in_place: bool = True
+    #: Whether its arrays are computed lazily (a task graph, as Dask's): then the training loop
+    #: has each step's results computed and stored (:meth:`settle`).
+    lazy: bool = False
     #: ``get_backend("auto")`` takes the usable entry with the highest priority (None: never).
     auto_priority: int | None = None
     #: Where the cross-backend tests run it (``None``: the default device).
@@ -156,6 +159,12 @@ class Library:
     #: Exception class names (besides ``MemoryError`` and its subclasses) that mean the
     #: library ran out of memory.
     out_of_memory_errors: tuple[str, ...] = ()
+
+    def settle(self, arrays: list) -> list:
+        """``arrays`` computed and stored, for a lazy library: without it each training step's
+        arrays would hold the graph of every step before, and steps would grow slower and
+        slower. Eager libraries return them unchanged."""
+        return arrays
 
     def compute_limits(self, layers: Any, batch_size: int,
                        threads: int | None) -> contextlib.AbstractContextManager:

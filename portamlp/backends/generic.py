@@ -5,7 +5,9 @@ nothing else: its namespace from ``array_api_compat.array_namespace`` (or the li
 when it declares ``__array_api_version__``), devices from ``array_api_compat.device``, the host
 through DLPack or ``__array__``. Its arrays are never assumed writable in place: every update
 makes a new array (:mod:`portamlp.backends.writes`), which is right for every library, mutable
-or not. A library the generic entry cannot serve is refused with the list of what it lacks;
+or not. A library whose arrays array-api-compat calls lazy (Dask's task graphs) has each
+training step's results computed and stored through the host (:meth:`Generic.settle`), so that
+the graph stays one step deep. A library the generic entry cannot serve is refused with the list of what it lacks;
 nothing ever falls back to NumPy silently.
 """
 
@@ -41,6 +43,7 @@ class Generic(Library):
         self.install = f"pip install {self.name}"
         self.distributions = (self.name,)
         self._xp = xp
+        self.lazy = _is_lazy(xp)
 
     def namespace(self) -> Any:
         return self._xp
@@ -52,6 +55,12 @@ class Generic(Library):
                     f"{missing}, which portamlp computes with")
         return None
 
+    def settle(self, arrays: list) -> list:
+        if not self.lazy:
+            return arrays
+        return [self.from_host(self._xp, self.to_host(a), a.dtype, self.device_of(a))
+                for a in arrays]
+
     def resolve_device(self, xp: Any, device: Any) -> Any:
         if hasattr(xp, "__array_namespace_info__"):
             return super().resolve_device(xp, device)
@@ -60,6 +69,16 @@ class Generic(Library):
             return default
         raise ValueError(f"device={device!r}: {self.name} does not list its devices "
                          "(no __array_namespace_info__); leave device= out for its default")
+
+
+def _is_lazy(xp: Any) -> bool:
+    """Whether array-api-compat calls the namespace's arrays lazy."""
+    try:
+        from array_api_compat import is_lazy_array
+
+        return bool(is_lazy_array(xp.asarray(0.0)))
+    except Exception:  # an older array-api-compat, or a namespace that cannot make one
+        return False
 
 
 def _library_name(xp: Any) -> str:

@@ -231,6 +231,8 @@ class Trainer:
         every = max(1, self.n_batches // 100)
         backprop, step, dropout = net.backprop, self.opt.step, self.dropout
         max_norm, exchange, params = cfg.max_norm, self.exchange, net.parameters()
+        library = net.backend.library
+        settle = library.settle if library.lazy else None  # Dask: one step's graph at most
         rank, size = self.comm.shard
         first_step = (epoch - 1) * self.n_batches
         n_rows = len(self.data.train)
@@ -248,16 +250,28 @@ class Trainer:
                 signalled = None if received[0] is None else (0, received[0])
             else:  # the sums over all ranks' shares: the global batch's
                 cost, grads, signalled = exchange.reduce(cost, grads, received[0])
+            if settle is not None:
+                cost, *grads = settle([cost, *grads])
             costs.append(cost)
             step(grads, 1.0 / rows)
             if max_norm is not None:
                 apply_max_norm(net.backend, params, max_norm)
+            if settle is not None:
+                self._settle_state(settle)
             if bar is not None and (i + 1) % every == 0:
                 bar.update(every)
             if signalled is not None:
                 self._stop_at_step(epoch, i + 1, signalled, costs, carried, start,
                                    state_at_start)
         return costs
+
+    def _settle_state(self, settle) -> None:
+        """The parameters and the optimizer's state computed and stored (a lazy library)."""
+        params, state = self.net.parameters(), self.opt.state_arrays()
+        params[:] = settle(params)
+        if state:
+            self.opt.load_state(dict(zip(state, settle(list(state.values())))),
+                                self.opt.scalars())
 
     def _stop_at_step(self, epoch, next_batch, signalled, costs, carried, start,
                       state_at_start):
