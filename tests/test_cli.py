@@ -204,3 +204,10 @@ def test_misclassified_grid_draws_other_square_sizes_and_refuses_vectors(tmp_pat
     plot_misclassified(rng.random((4, 8, 8)), truth, predicted, tmp_path / "unflat.png")
     with pytest.raises(ValueError, match="cannot draw rows of 10 features as images"):
         plot_misclassified(rng.random((4, 10)), truth, predicted, tmp_path / "no.png")
+
+
+def test_flags_are_exact_as_options_are(tmp_path):
+    """A prefix is not a flag (argparse would take ``--epoch`` for ``--epochs``)."""
+    proc = run("train", "--epoch", "3", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --epoch 3 (did you mean '--epochs'?)" in proc.stderr

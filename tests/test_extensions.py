@@ -244,3 +244,44 @@ def test_run_records_list_the_entries_distributions():
                                                           "distributions": ("fakelib",)})()):
         assert "fakelib" in packages()
 
+
+
+PLUGIN = '''
+from portamlp.nn.activations import ACTIVATIONS, Activation
+
+ACTIVATIONS.register(Activation(
+    "softplus_plugin", lambda xp, z: xp.maximum(z, 0.0) + xp.log(1.0 + xp.exp(-xp.abs(z))),
+    lambda xp, z, a: 1.0 - xp.exp(-a)))
+'''
+
+
+def test_the_command_imports_your_extensions_first(tmp_path):
+    """``portamlp --import MODULE``: the entries a module of yours registers are choices and
+    flags of the command, and the model files that use them load."""
+    from cli_helpers import run
+
+    (tmp_path / "my_extensions.py").write_text(PLUGIN)
+    small = ["--epochs", "1", "--train-length", "200", "--validation-length", "0",
+             "--test-length", "50", "--batch-size", "20", "--seed", "0"]
+    proc = run("--import", "my_extensions", "train", "--activation", "softplus_plugin",
+               *small, "--save", "net.json", "--quiet", cwd=tmp_path, process=True)
+    assert "test accuracy" in proc.stdout
+    run("--import", str(tmp_path / "my_extensions.py"), "evaluate", "net.json", "--quiet",
+        cwd=tmp_path, process=True)
+    refused = run("evaluate", "net.json", cwd=tmp_path, check=False, process=True)
+    assert refused.returncode == 2 and "unknown activation 'softplus_plugin'" in refused.stderr
+    assert "register it" in refused.stderr
+    missing = run("--import", "no_such_module", "info", cwd=tmp_path, check=False)
+    assert missing.returncode == 2
+    assert "--import no_such_module: ModuleNotFoundError" in missing.stderr
+
+
+def test_resuming_a_run_of_an_optimizer_not_registered_here_says_so(tmp_path):
+    options = dict(optimizer="rmsprop_test", learning_rate=0.01, cost="cross_entropy", **SMALL)
+    with OPTIMIZERS.added(RMSpropTest):
+        portamlp.train(epochs=1, checkpoint=tmp_path, **options)
+    with pytest.raises(ValueError, match="used optimizer='rmsprop_test', which is not "
+                                         "registered here.*register it before resuming"):
+        portamlp.train(resume=tmp_path, epochs=2)
+    with OPTIMIZERS.added(RMSpropTest):  # registered again: it resumes
+        assert len(portamlp.train(resume=tmp_path, epochs=2).history) == 2

@@ -19,12 +19,17 @@ class CLIError(Exception):
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: a near miss of a flag gets a suggestion, and the
-    full usage of the command at hand is one ``--help`` away."""
+    full usage of the command at hand is one ``--help`` away. Flags are exact, as options are
+    in Python: a prefix (``--epoch`` for ``--epochs``) is not taken for the flag."""
 
     #: Set by ``main`` before parsing: the command line's subcommand, for the hint.
     command: str | None = None
     #: Set by ``build_parser``: the subcommands' parsers, by name.
     subcommands: dict[str, argparse.ArgumentParser] = {}
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         prog = self.prog

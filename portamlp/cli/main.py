@@ -39,6 +39,10 @@ def build_parser() -> Parser:
         epilog="run `portamlp COMMAND --help` for a command's options and examples",
     )
     parser.add_argument("--version", action="version", version=f"portamlp {__version__}")
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="import a module or a .py file first (before the command): one "
+                             "that registers your own activations, costs, optimizers or "
+                             "backends, which then work as options, flags and in files")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     training.add_parser(sub)
     tools.add_parsers(sub)
@@ -61,9 +65,59 @@ def exit_status(exc: BaseException) -> int:
     return EXIT_USAGE if isinstance(exc, _USAGE_ERRORS) else EXIT_FAILED
 
 
+def import_extensions(argv: list[str]) -> list[str]:
+    """Import what each ``--import MODULE`` names (a module, found from the current folder too,
+    or a ``.py`` file) and return ``argv`` without them; a CLIError names one that fails."""
+    rest, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--import" or arg.startswith("--import="):
+            if arg == "--import":
+                if i + 1 >= len(argv):
+                    raise CLIError("--import needs a module or a .py file: --import my_module")
+                name, i = argv[i + 1], i + 2
+            else:
+                name, i = arg.split("=", 1)[1], i + 1
+            _import_one(name)
+            continue
+        rest.append(arg)
+        i += 1
+    return rest
+
+
+def _import_one(name: str) -> None:
+    import importlib
+    import importlib.util
+
+    try:
+        if name.endswith(".py") or os.sep in name:
+            spec = importlib.util.spec_from_file_location(os.path.basename(name)[:-3], name)
+            if spec is None or spec.loader is None or not os.path.isfile(name):
+                raise ImportError(f"no such file {name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            here = os.getcwd()
+            added = here not in sys.path
+            if added:
+                sys.path.insert(0, here)
+            try:
+                importlib.import_module(name)
+            finally:
+                if added:
+                    sys.path.remove(here)
+    except Exception as exc:
+        raise CLIError(f"--import {name}: {type(exc).__name__}: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``portamlp`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv = import_extensions(argv)
+    except CLIError as exc:
+        print(f"portamlp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["train"] + argv

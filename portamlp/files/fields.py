@@ -113,7 +113,10 @@ def check_name(key: str, value: Any, path) -> str:
     """An activation's or a cost's name (``key`` is "activation" or "cost"), registered."""
     choices: Mapping[str, Any] = ACTIVATIONS if key == "activation" else COSTS
     if value not in choices:
-        raise fail(path, f"unknown {key} {value!r}; expected one of {sorted(choices)}")
+        registry = "ACTIVATIONS" if key == "activation" else "COSTS"
+        raise fail(path, f"unknown {key} {value!r}; the registered ones are {list(choices)}. If "
+                         f"it is your own, register it before loading ({registry}.register, or "
+                         "portamlp --import MODULE on the command line)")
     return value
 
 

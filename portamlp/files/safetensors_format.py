@@ -167,7 +167,7 @@ def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str], path,
 
             choices = ACTIVATIONS if key == "activation" else COSTS
             raise fail(path, f"metadata {key!r} is missing; pass {key}=... to portamlp.load "
-                             f"(one of {sorted(choices)})")
+                             f"(one of {list(choices)})")
         resolved[key] = check_name(key, value, path)
     dtypes = {w.dtype for pair in pairs for w in pair}
     if len(dtypes) != 1:

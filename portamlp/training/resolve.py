@@ -172,6 +172,12 @@ def _config_for_resume(directory, config: dict, given: set,
     """The checkpointed run's configuration; a new value only for ``epochs`` (to extend the
     run)."""
     ckpt = load_checkpoint(directory)
+    optimizer = ckpt.config.get("optimizer")
+    if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
+        raise ValueError(f"the run checkpointed in {directory} used optimizer={optimizer!r}, which "
+                         f"is not registered here (the registered ones are {list(OPTIMIZERS)}); "
+                         "if it is your own, register it before resuming (OPTIMIZERS.register, "
+                         "or portamlp --import MODULE on the command line)")
     saved = _saved_options(ckpt.config)
     if isinstance(saved.get("layers"), list):
         saved["layers"] = tuple(saved["layers"])
