@@ -10,7 +10,7 @@ line's choices, the README's table, model files), so adding an entry makes it wo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from .checks import check_choice
@@ -41,22 +41,33 @@ class Registry(dict[str, _E], Generic[_E]):
     ----------
     kind : str
         What the entries are, as the options name them ("activation", "optimizer", ...).
+    entries : iterable
+        The entries it starts with.
+    check : callable, optional
+        ``check(entry)`` raises TypeError or ValueError, naming what is wrong, for an entry
+        that could not work; :meth:`register` calls it for every entry added later.
     """
 
-    def __init__(self, kind: str, entries: Any = ()):
+    def __init__(self, kind: str, entries: Any = (),
+                 check: Callable[[Any], None] | None = None):
         super().__init__()
         self.kind = kind
+        self.check: Callable[[Any], None] | None = None
         for entry in entries:
             self.register(entry)
+        self.check = check
 
     def register(self, entry: _E, *, name: str | None = None) -> _E:
         """Add ``entry`` under ``name`` (default: ``entry.name``); returns the entry."""
         key = name if name is not None else entry.name
+        an = "an" if self.kind[:1] in "aeiou" else "a"
         if not isinstance(key, str) or not key.isidentifier():
-            raise ValueError(f"a {self.kind} name must be an identifier such as 'relu', "
+            raise ValueError(f"{an} {self.kind} name must be an identifier such as 'relu', "
                              f"got {key!r}")
         if key in self:
-            raise ValueError(f"a {self.kind} named {key!r} is already registered")
+            raise ValueError(f"{an} {self.kind} named {key!r} is already registered")
+        if self.check is not None:
+            self.check(entry)
         self[key] = entry
         return entry
 

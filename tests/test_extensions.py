@@ -285,3 +285,18 @@ def test_resuming_a_run_of_an_optimizer_not_registered_here_says_so(tmp_path):
         portamlp.train(resume=tmp_path, epochs=2)
     with OPTIMIZERS.added(RMSpropTest):  # registered again: it resumes
         assert len(portamlp.train(resume=tmp_path, epochs=2).history) == 2
+
+
+@pytest.mark.parametrize("entry, match", [
+    (Activation("sp2", SOFTPLUS.f, SOFTPLUS.f_prime, init="kaiming"),
+     r"activation 'sp2': init='kaiming' is not an initialisation; choose one of \['normal'"),
+    (Activation("sp3", SOFTPLUS.f, lambda xp, z: z), r"activation 'sp3': f_prime must be a "
+                                                      r"function f_prime\(xp, z, a\)"),
+    (Activation("sp4", SOFTPLUS.f, SOFTPLUS.f_prime, kernel_f="z"),
+     "give both kernel_f and kernel_f_prime"),
+    (Activation("relu", SOFTPLUS.f, SOFTPLUS.f_prime), "an activation named 'relu' is already"),
+])
+def test_an_activation_that_could_not_work_is_refused_when_registered(entry, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        ACTIVATIONS.register(entry)
+    assert entry.name not in ACTIVATIONS or entry.name == "relu"

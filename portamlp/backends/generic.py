@@ -7,8 +7,8 @@ through DLPack or ``__array__``. Its arrays are never assumed writable in place:
 makes a new array (:mod:`portamlp.backends.writes`), which is right for every library, mutable
 or not. A library whose arrays array-api-compat calls lazy (Dask's task graphs) has each
 training step's results computed and stored through the host (:meth:`Generic.settle`), so that
-the graph stays one step deep. A library the generic entry cannot serve is refused with the list of what it lacks;
-nothing ever falls back to NumPy silently.
+the graph stays one step deep. A library the generic entry cannot serve is refused with the list
+of what it lacks; nothing ever falls back to NumPy silently.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ the scikit-learn estimator and the README's table all read the registry.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,30 @@ def _tanh_prime(xp, z, a):
     return 1.0 - a * a
 
 
+def _check(entry: Any) -> None:
+    """An activation that could not work is refused when it is registered, not in training."""
+    if not isinstance(entry, Activation):
+        raise TypeError(f"an activation entry is an Activation, got {type(entry).__name__}")
+    for name, n in (("f", 2), ("f_prime", 3)):
+        fn = getattr(entry, name)
+        try:
+            inspect.signature(fn).bind(*range(n))
+        except TypeError:
+            args = "(xp, z)" if n == 2 else "(xp, z, a)"
+            raise TypeError(f"activation {entry.name!r}: {name} must be a function {name}{args}, "
+                            f"got {fn!r}") from None
+        except ValueError:  # no signature to read (a builtin): trust it
+            pass
+    from .init import INITS
+
+    if entry.init not in INITS:
+        raise ValueError(f"activation {entry.name!r}: init={entry.init!r} is not an "
+                         f"initialisation; choose one of {list(INITS)}")
+    if (entry.kernel_f is None) != (entry.kernel_f_prime is None):
+        raise ValueError(f"activation {entry.name!r}: give both kernel_f and kernel_f_prime, "
+                         "or neither")
+
+
 #: The activations, by name.
 ACTIVATIONS: Registry[Activation] = Registry("activation", (
     Activation("sigmoid", _sigmoid, _sigmoid_prime, init="normal",
@@ -104,7 +129,7 @@ ACTIVATIONS: Registry[Activation] = Registry("activation", (
                kernel_f_prime="(real)0.99 * (a > (real)0 ? (real)1 : (real)0) + (real)0.01"),
     Activation("tanh", _tanh, _tanh_prime, init="glorot",
                kernel_f="tanh(z)", kernel_f_prime="(real)1 - a * a"),
-))
+), check=_check)
 
 
 def get_activation(name: str | Activation) -> Activation:
