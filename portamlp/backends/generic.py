@@ -18,8 +18,21 @@ from typing import Any
 
 from .base import Library
 
-__all__ = ["Generic", "REQUIRED", "generic_for_array", "generic_for_namespace",
-           "generic_for_module"]
+__all__ = ["Generic", "REQUIRED", "KNOWN_LIBRARIES", "installed_libraries", "generic_for_array",
+           "generic_for_namespace", "generic_for_module"]
+
+#: Libraries array-api-compat recognises beyond those with an entry of their own, by name, with
+#: the module ``get_backend`` takes for them.
+KNOWN_LIBRARIES = {"dask": "dask.array", "jax": "jax.numpy", "ndonnx": "ndonnx",
+                   "sparse": "sparse"}
+
+
+def installed_libraries() -> dict[str, str]:
+    """Those of :data:`KNOWN_LIBRARIES` installed here (found without importing them)."""
+    import importlib.util
+
+    return {name: module for name, module in KNOWN_LIBRARIES.items()
+            if importlib.util.find_spec(name) is not None}
 
 #: What portamlp's maths, prediction and staging call on a namespace (a test checks that
 #: training and prediction call nothing else).

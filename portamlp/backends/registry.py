@@ -33,7 +33,12 @@ def _discover() -> Registry[Library]:
         entry = getattr(module, "LIBRARY", None)
         if isinstance(entry, Library):
             found.append(entry)
-    return Registry("backend", sorted(found, key=lambda e: (e.order, e.name)))
+    def check(entry: Any) -> None:
+        if not isinstance(entry, Library):
+            raise TypeError(f"a backend entry is an instance of a Library subclass, got "
+                            f"{entry!r}")
+
+    return Registry("backend", sorted(found, key=lambda e: (e.order, e.name)), check=check)
 
 
 #: The backend entries, by name, in their listing order.

@@ -233,6 +233,12 @@ def cmd_info(args) -> int:
         state = f"usable, device {devices[name]}" if status else f"not usable: {status.reason}"
         print(f"  {name:<17} {state}")
     print(f"auto selects: {auto}")
+    from ..backends.generic import installed_libraries
+
+    others = installed_libraries()
+    if others:
+        print("other Array API libraries here, served by the generic entry: " + ", ".join(
+            f"{name} (backend={module!r})" for name, module in others.items()))
     from ..fast import FAST_STEPS
 
     with_fast = [name for name in FAST_STEPS if backends.get(name)]

@@ -58,11 +58,12 @@ DEFAULT_LAYERS = (784, 30, 10)
 DEFAULT_HIDDEN = 30
 
 
-def option(default: Any, help: str, check: Callable[[str, Any], Any], *,
+def option(default: Any, help: str | Callable[[], str], check: Callable[[str, Any], Any], *,
            kind: str, choices: Callable[[], Any] | None = None,
            default_text: str | None = None, cli: bool = True) -> Any:
     """A :class:`TrainConfig` field declaring one option.
 
+    ``help`` is one line (or a function giving it, when it reads a registry);
     ``check(name, value)`` validates a value and returns it normalised; ``kind`` names the type
     for the command line and the docs ("int", "float", "str", "bool", "layers", "scale");
     ``choices()`` gives the valid values when they form a list (read when used, so that
@@ -197,9 +198,9 @@ class TrainConfig:
                               kind="float")
     restore_best: bool = option(True, "with early stopping, end with the best epoch's weights",
                                 check_bool, kind="bool")
-    init: str = option("auto", "initial weights; auto takes the activation's own (normal for "
-                       "sigmoid, he for (leaky) relu, glorot for tanh)", _one_of(init_names),
-                       kind="str", choices=init_names)
+    init: str = option("auto", lambda: "initial weights; auto takes the activation's own ("
+                       + ", ".join(f"{a.init} for {a.name}" for a in ACTIVATIONS.values()) + ")",
+                       _one_of(init_names), kind="str", choices=init_names)
     dtype: str = option("float32", "floating dtype of parameters and data",
                         lambda n, v: check_dtype(v, n), kind="str", choices=lambda: DTYPES)
     dataset: str = option("mnist", "mnist (embedded), fashion-mnist, kmnist or a folder of "
@@ -357,7 +358,8 @@ def declared_options() -> Iterator[Declared]:
             continue
         meta = f.metadata
         choices = tuple(meta["choices"]()) if meta["choices"] else None
-        yield Declared(f.name, meta["kind"], f.default, meta["help"], choices,
+        text = meta["help"]() if callable(meta["help"]) else meta["help"]
+        yield Declared(f.name, meta["kind"], f.default, text, choices,
                        meta["default_text"], meta["cli"])
     seen = set()
     for opt in OPTIMIZERS.values():

@@ -306,8 +306,22 @@ _ADAM_RULE = """
     *p -= step * m / (sqrt(v) + eps_hat);
 """
 
+def _check(entry: Any) -> None:
+    """An optimizer that could not work is refused when it is registered."""
+    if not (isinstance(entry, type) and issubclass(entry, Optimizer)):
+        raise TypeError(f"an optimizer entry is a subclass of portamlp's Optimizer, got "
+                        f"{entry!r}")
+    for hp in entry.hyper_parameters:
+        if not isinstance(hp, HyperParameter):
+            raise TypeError(f"optimizer {entry.name!r}: hyper_parameters holds "
+                            f"HyperParameter entries, got {hp!r}")
+        hp.check(hp.name, hp.default)  # the default must pass its own check
+    if entry.update is Optimizer.update:
+        raise TypeError(f"optimizer {entry.name!r} does not define update(grads, scale)")
+
+
 #: The optimizers, by name.
-OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", (SGD, Adam))
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", (SGD, Adam), check=_check)
 
 
 def hyper_parameters(optimizer: str | type[Optimizer], given: dict[str, Any]) -> dict[str, Any]:
