@@ -99,11 +99,13 @@ def test_an_activation_added_in_one_place_trains_and_its_gradient_is_right(softp
 
 
 def test_the_activations_own_initialisation_is_the_auto_one(softplus):
-    auto = initial_parameters((6, 4, 2), "auto", "softplus", np.random.default_rng(0), "float64")
+    net = portamlp.Network.initialize((6, 4, 2), activation="softplus", dtype="float64", seed=0)
     rng = np.random.default_rng(0)
     scaled = [INITS["scaled"].draw(rng, 6, 4), INITS["scaled"].draw(rng, 4, 2)]
-    for got, want in zip(auto[0], [w for w, _ in scaled]):
+    for got, want in zip(net.host_parameters()[0], [w for w, _ in scaled]):
         np.testing.assert_array_equal(got, want)
+    assert initial_parameters((6, 4, 2), "auto", np.random.default_rng(0), "float64",
+                              auto="he")[0][0].std() != net.host_parameters()[0][0].std()
 
 
 @pytest.mark.parametrize("suffix", [".json", ".safetensors"])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..registry import Registry
+from .init import INITS
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
@@ -106,8 +107,6 @@ def _check(entry: Any) -> None:
                             f"got {fn!r}") from None
         except ValueError:  # no signature to read (a builtin): trust it
             pass
-    from .init import INITS
-
     if entry.init not in INITS:
         raise ValueError(f"activation {entry.name!r}: init={entry.init!r} is not an "
                          f"initialisation; choose one of {list(INITS)}")

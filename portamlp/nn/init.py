@@ -6,8 +6,8 @@ every backend. Draws are in float64, then cast to the training dtype, so the sam
 the same float64 weights whatever the dtype.
 
 ``init="auto"`` takes the initialisation the activation's entry names
-(:attr:`portamlp.nn.activations.Activation.init`). Adding an initialisation is adding an entry
-to :data:`INITS`.
+(:attr:`portamlp.nn.activations.Activation.init`), which the caller passes as ``auto``. Adding
+an initialisation is adding an entry to :data:`INITS`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ..registry import Registry
-from .activations import get_activation
 
 __all__ = ["Initialisation", "INITS", "AUTO", "init_names", "initial_parameters", "make_rng"]
 
@@ -78,14 +77,15 @@ def make_rng(seed: Any) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def initial_parameters(layers, init: str, activation: str, rng: np.random.Generator,
-                       dtype: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def initial_parameters(layers, init: str, rng: np.random.Generator, dtype: str, *,
+                       auto: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Weights ``(n_out, n_in)`` and biases ``(n_out,)`` drawn layer by layer, weights first,
-    by the initialisation ``init`` (``"auto"``: the activation's own), cast to ``dtype``."""
+    by the initialisation ``init`` (``"auto"``: ``auto``, the activation's own), cast to
+    ``dtype``."""
     from ..checks import check_choice
 
     name = check_choice("init", init, init_names())
-    entry = INITS.lookup(get_activation(activation).init if name == AUTO else name)
+    entry = INITS.lookup(auto if name == AUTO else name)
     weights, biases = [], []
     for n_in, n_out in zip(layers[:-1], layers[1:]):
         w, b = entry.draw(rng, n_in, n_out)

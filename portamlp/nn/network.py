@@ -155,7 +155,7 @@ class Network:
         with memory_phase(f"drawing the initial weights of layers {list(layers)} "
                           f"({n_params:,} parameters) on the host", be, "use smaller layers",
                           n_params * 8, host=True):
-            ws, bs = initial_parameters(layers, init, act.name, make_rng(seed), dtype)
+            ws, bs = initial_parameters(layers, init, make_rng(seed), dtype, auto=act.init)
         with be.activate(), memory_phase(f"initialisation of layers {list(layers)}", be,
                                          "use smaller layers", n_params * itemsize):
             return cls([be.asarray(w) for w in ws], [be.asarray(b) for b in bs],
