@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -270,10 +272,53 @@ def _prepare(args, options: dict) -> Path:
     return save
 
 
+class SaveFailed(OSError):
+    """The trained network could not be saved where asked; ``rescued`` is where it was saved
+    instead (None: nowhere)."""
+
+    def __init__(self, message: str, rescued: Path | None):
+        super().__init__(message)
+        self.rescued = rescued
+
+
+def _save_or_rescue(net, save: Path, overwrite: bool) -> None:
+    """Save ``net`` to ``save``; when that fails (a full disk, a folder that went away), save it
+    to a fallback — the run folder ``runs/``, else the temporary directory — and raise
+    :class:`SaveFailed` naming the path, the reason and where the network is."""
+    try:
+        net.save(save, overwrite=overwrite)
+        return
+    except OSError as exc:
+        reason = str(exc)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for folder in (Path("runs"), Path(tempfile.gettempdir())):
+        rescue = folder / f"rescued-{save.stem}-{stamp}-{os.getpid()}{save.suffix}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            net.save(rescue)
+        except OSError:
+            continue
+        raise SaveFailed(f"could not save the network to {save} ({reason}); it is saved to "
+                         f"{rescue} instead", rescue)
+    raise SaveFailed(f"could not save the network to {save} ({reason}), nor to runs/ or the "
+                     "temporary directory: the trained network is lost", None)
+
+
 def _finish(result, save: Path, args) -> int:
     """Save the network and its run record; print the outcome."""
     net = result.network
-    net.save(save, overwrite=args.force)
+    try:
+        _save_or_rescue(net, save, args.force)
+    except SaveFailed as failed:
+        if failed.rescued is not None:
+            write_run_record(run_record_path(failed.rescued), model=failed.rescued,
+                             config=result.config.to_dict(), network=net,
+                             history=result.history, test_accuracy=result.test_accuracy,
+                             stopped_early=result.stopped_early, overwrite=False,
+                             fast_step=result.fast_step)
+        if result.test_accuracy is not None and not args.json:
+            print(f"test accuracy: {result.test_accuracy:.2%}")
+        raise
     record_path = run_record_path(save)
     record = write_run_record(record_path, model=save, config=result.config.to_dict(),
                               network=net, history=result.history,
@@ -295,7 +340,11 @@ def _interrupted(stop: TrainingInterrupted, save: Path, args, options: dict) -> 
     status = 128 + (stop.signum or signal.SIGINT)
     lines = []
     if stop.epochs_done and stop.network is not None:
-        stop.network.save(save, overwrite=args.force)
+        try:
+            _save_or_rescue(stop.network, save, args.force)
+        except SaveFailed as failed:
+            print(f"portamlp: error: {failed}", file=sys.stderr)
+            return status
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()
                   if k not in ("network", "callbacks")}
         write_run_record(run_record_path(save), model=save, config=config,
