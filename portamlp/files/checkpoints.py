@@ -15,6 +15,10 @@ JSON document::
      "network": {"layers", "activation", "cost", "dtype", "preprocessing"},
      "optimizer_scalars": {...}}
 
+and, under ``"portamlp.checksum"``, the SHA-256 of that document and of every tensor (name,
+dtype, shape and bytes, in name order): a flipped bit anywhere in the file is found when it is
+read. Version 1 (portamlp 0.2.0) had no checksum and is still read. Unknown keys are refused.
+
 The file is written atomically, so a crash at any instant leaves the previous checkpoint or the
 new one, never a torn file. Everything read is validated: a malformed checkpoint raises
 :class:`~portamlp.ModelFormatError` naming the file and the field.
@@ -23,6 +27,7 @@ new one, never a torn file. Everything read is validated: a malformed checkpoint
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +52,26 @@ __all__ = ["CHECKPOINT_NAME", "CHECKPOINT_KEY", "RunPosition", "Checkpoint", "sa
 CHECKPOINT_NAME = "checkpoint.safetensors"
 #: The metadata key holding the run's state.
 CHECKPOINT_KEY = "portamlp.checkpoint"
+#: The metadata key holding the SHA-256 of the run's state and tensors.
+CHECKSUM_KEY = "portamlp.checksum"
 _KIND = "portamlp-checkpoint"
-_VERSION = 1
+_VERSION = 2
+#: The keys of the run-state document, and of its ``network`` and ``position`` entries.
+_DOCUMENT_KEYS = {"kind", "version", "config", "position", "own_data", "extra", "network",
+                  "optimizer_scalars"}
+_NETWORK_KEYS = {"layers", "activation", "cost", "dtype", "preprocessing"}
+_POSITION_KEYS = {"epoch", "batch", "cost_sum", "loss_sum", "seconds", "history", "rng_state"}
+
+
+def checksum(document: str, tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of a checkpoint's run-state document and its tensors: name, dtype,
+    shape and bytes of each, in name order."""
+    digest = hashlib.sha256(document.encode())
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        digest.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -157,7 +180,9 @@ def save_checkpoint(directory, network: Network, optimizer, config: dict[str, An
                     "preprocessing": preprocessing},
         "optimizer_scalars": optimizer.scalars(),
     }
-    data = encode_safetensors(tensors, {CHECKPOINT_KEY: json.dumps(document)})
+    text = json.dumps(document)
+    data = encode_safetensors(tensors, {CHECKPOINT_KEY: text,
+                                        CHECKSUM_KEY: checksum(text, tensors)})
     path = checkpoint_path(directory)
     atomic_write_bytes(path, data, overwrite=True)
     return path
@@ -200,6 +225,13 @@ def network_fields(tensors: dict[str, np.ndarray], meta: dict[str, str],
     return fields
 
 
+def _known_keys(entry: dict, known: set[str], prefix: str, path) -> None:
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise fail(path, f"unknown checkpoint field(s) {[prefix + k for k in unknown]}; this "
+                         f"portamlp knows {sorted(prefix + k for k in known)}")
+
+
 def load_checkpoint(location) -> Checkpoint:
     """Read and validate a checkpoint (its directory or its file).
 
@@ -218,9 +250,25 @@ def load_checkpoint(location) -> Checkpoint:
     doc = _document(meta, path)
     if doc.get("kind") != _KIND:
         raise fail(path, f"not a portamlp checkpoint (field 'kind' is {doc.get('kind')!r})")
-    if doc.get("version") != _VERSION:
-        raise fail(path, f"checkpoint version {doc.get('version')} is not supported (this "
-                         f"portamlp reads version {_VERSION})")
+    if doc.get("version") not in (1, _VERSION):
+        raise fail(path, f"checkpoint version {doc.get('version')!r} is not supported (this "
+                         f"portamlp reads versions 1 and {_VERSION})")
+    if doc["version"] >= 2:
+        stored = meta.get(CHECKSUM_KEY)
+        if stored is None:
+            raise fail(path, "the checkpoint has no checksum: it is damaged")
+        if stored != checksum(meta[CHECKPOINT_KEY], tensors):
+            raise fail(path, "the checkpoint is damaged: its SHA-256 checksum does not match "
+                             "its contents (a changed byte, a file cut short or put together "
+                             "from two); resume from another copy, or start the run again")
+    unknown = sorted(set(meta) - {CHECKPOINT_KEY, CHECKSUM_KEY})
+    if unknown:
+        raise fail(path, f"unexpected metadata {unknown} in a checkpoint")
+    _known_keys(doc, _DOCUMENT_KEYS, "", path)
+    if isinstance(doc.get("network"), dict):
+        _known_keys(doc["network"], _NETWORK_KEYS, "network.", path)
+    if isinstance(doc.get("position"), dict):
+        _known_keys(doc["position"], _POSITION_KEYS, "position.", path)
     fields = network_fields(tensors, meta, path)
     if "position" not in doc and "epoch" in doc:  # the first layout kept these at the top level
         doc["position"] = {k: doc.get(k) for k in ("epoch", "batch", "loss_sum", "seconds",

@@ -151,7 +151,12 @@ class Trainer:
         return hooks
 
     def load_state(self, extra: dict[str, Any], arrays: dict[str, Any]) -> None:
-        """Restore the hooks' state (schedule, early stopping) from a checkpoint."""
+        """Restore the hooks' state (schedule, early stopping) from a checkpoint; state of a
+        hook this run does not have is refused (a damaged checkpoint)."""
+        unknown = sorted(set(extra) - {h.name for h in self.hooks if h.name is not None})
+        if unknown:
+            raise ValueError(f"the checkpoint holds the state of {unknown}, which this run does "
+                             "not have; the checkpoint is damaged or of another run")
         for hook in self.hooks:
             if hook.name is not None:
                 hook.load_state(extra.get(hook.name, {}), arrays)

@@ -21,6 +21,7 @@ from ..checks import check_dtype, suggestion
 from ..distributed import Communicator, communicator
 from ..errors import warn
 from ..files.checkpoints import Checkpoint, checkpoint_path, load_checkpoint
+from ..files.writing import check_writable_folder, temporary_files
 from ..nn.inputs import host_numeric, label_range
 from ..nn.network import Network
 from .config import DEFAULT_HIDDEN, DEFAULT_LAYERS, RUN_OPTIONS, TrainConfig
@@ -110,6 +111,10 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
         raise FileExistsError(f"{checkpoint} already holds a checkpoint; pass resume="
                               f"{str(checkpoint)!r} to continue that run, or choose another "
                               "directory")
+    if checkpoint is not None and comm.is_root:  # rank 0 writes the checkpoints
+        check_writable_folder(checkpoint)  # before training, not at the first checkpoint
+        for stale in temporary_files(checkpoint_path(checkpoint)):  # left by a killed write
+            stale.unlink(missing_ok=True)
     if network is not None:
         _adopt_network(network, config, given)
     elif options["optimizer_state"] is not None:
@@ -178,6 +183,12 @@ def _config_for_resume(directory, config: dict, given: set,
                          f"is not registered here (the registered ones are {list(OPTIMIZERS)}); "
                          "if it is your own, register it before resuming (OPTIMIZERS.register, "
                          "or portamlp --import MODULE on the command line)")
+    declared = {hp.name for opt in OPTIMIZERS.values() for hp in opt.hyper_parameters}
+    unknown = sorted(set(ckpt.config) - set(CONFIG_NAMES) - declared)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} in the checkpointed run's configuration "
+                         f"({ckpt.path}); the checkpoint is damaged or was written by another "
+                         "program")
     saved = _saved_options(ckpt.config)
     if isinstance(saved.get("layers"), list):
         saved["layers"] = tuple(saved["layers"])
