@@ -9,7 +9,7 @@ ReLU network with random weights (the work per request does not depend on the we
 Target: p95 ≤ 10 ms on this 2-core machine.
 
 It also times the server's three steps in this process (median of the same inputs): decoding the
-body, :func:`~portamlp.cli.images.prepare_digit`, and the network's forward pass.
+body, :func:`~portamlp.images.prepare_digit`, and the network's forward pass.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/serve_latency.py
     python bench/serve_latency.py --requests 50 --output /tmp/serve.json      # a quick run
@@ -93,7 +93,7 @@ def time_requests(url: str, bodies: list[bytes], n: int, warmup: int) -> list[fl
 def time_steps(model: Path, bodies: list[bytes]) -> dict[str, float]:
     """Median milliseconds of each step the server takes, run here on the same bodies."""
     import portamlp
-    from portamlp.cli.images import prepare_digit
+    from portamlp.images import prepare_digit
     from portamlp.cli.serve import decode_image
 
     net = portamlp.load(model)

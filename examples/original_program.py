@@ -16,6 +16,10 @@ def main(path="original-784-16-16-10.json", **overrides):
         train_length=50_000, validation_length=10_000, test_length=10_000,
     )
     options.update(overrides)
+    rows, batch = options["train_length"], options["batch_size"]
+    if rows % batch:  # the original program's warning (portamlp uses the short batch quietly)
+        print(f"warning: {rows} training images are not a multiple of the batch size {batch}; "
+              f"the last mini-batch of each epoch has {rows % batch}")
     result = portamlp.train(**options)
     for record in result.history:
         print(f"epoch {record.epoch}: validation accuracy {record.validation_accuracy:.2%} "

@@ -11,7 +11,7 @@ PyTorch tensors and any other Array API namespace::
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import datasets
+from . import datasets, images
 from .backends import Backend, BackendStatus, available_backends, get_backend
 from .errors import (
     DataFormatError,
@@ -33,7 +33,8 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "Backend", "BackendStatus", "available_backends", "get_backend", "Network", "train",
-    "TrainConfig", "TrainResult", "EpochRecord", "load", "datasets", "DataFormatError",
+    "TrainConfig", "TrainResult", "EpochRecord", "load", "datasets", "images",
+    "DataFormatError",
     "ModelFormatError", "DivergenceError", "DeviceMemoryError", "TrainingInterrupted",
     "PortamlpWarning", "__version__",
 ]

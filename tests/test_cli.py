@@ -63,7 +63,7 @@ def test_evaluate_plots(trained):
 
 def test_predict_a_png_of_a_test_image(trained):
     from portamlp.backends import to_numpy
-    from portamlp.cli.images import digit_to_png
+    from portamlp.images import digit_to_png
 
     d, _ = trained
     images, labels = portamlp.datasets.read_split("mnist", "test")

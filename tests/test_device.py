@@ -149,9 +149,10 @@ def test_the_documented_per_epoch_events(monkeypatch, tiny):
     # one transfer per epoch, that is all (NumPy then reads the host copy through __array__
     # or, in newer versions, without calling it)
     assert per_epoch in (["to_device(CPU)", "__array__"], ["to_device(CPU)"])
-    # before the first epoch: one finiteness check and the label range, for x and for xv
+    # before the first epoch: the largest magnitude (finiteness and scale) and the label
+    # range, for x and for xv
     staging = three[:len(three) - 3 * len(per_epoch)]
-    assert staging == ["__bool__", "__int__", "__int__"] * 2
+    assert staging == ["__float__", "__int__", "__int__"] * 2
 
 
 # ------------------------------------------------------------------ the current-device rule

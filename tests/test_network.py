@@ -95,7 +95,7 @@ def test_same_seed_same_initial_network_everywhere(backend):
 
 @pytest.mark.parametrize("init, activation, w_std, zero_bias", [
     ("normal", "sigmoid", 1.0, False),
-    ("auto", "sigmoid", 1.0, False),
+    ("auto", "sigmoid", 1 / np.sqrt(400), False),  # the sigmoid's own: scaled
     ("scaled", "sigmoid", 1 / np.sqrt(400), False),
     ("he", "relu", np.sqrt(2 / 400), True),
     ("auto", "relu", np.sqrt(2 / 400), True),

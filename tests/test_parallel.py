@@ -95,7 +95,9 @@ COMMON = textwrap.dedent('''
         return {
             # odd batch (shares of 8 and 9 rows), a short last batch, dropout on both sides,
             # sample weights, Nesterov momentum, max-norm and the plateau schedule
+            # scale= with own x is ignored with a warning (which rank 0 alone gives)
             "sgd": dict(common, layers=[12, 9, 7, 4], batch_size=17, epochs=3, momentum=0.9,
+                        scale=256,
                         nesterov=True, learning_rate=0.3, dropout=0.2, input_dropout=0.1,
                         max_norm=3.0, sample_weight=w, learning_rate_schedule="plateau",
                         plateau_patience=1, backend="numpy"),
@@ -245,7 +247,7 @@ def test_two_ranks_train_like_one_process(tmp_path):
         assert_same_run(got[name], shared["summary"](portamlp.train(**cfg)))
     assert got["early"]["stopped_early"]  # the early-stopping case did stop early
     # warnings come from rank 0 only (once per run that warns)
-    assert proc.stderr.count("is not a multiple of batch_size=17") == 1
+    assert proc.stderr.count("scale=256 is ignored") == 1
 
 
 @needs_mpi
@@ -350,6 +352,7 @@ def test_cli_under_mpi_prints_and_writes_on_rank_zero_only(tmp_path):
     args = [sys.executable, "-m", "portamlp", "train", "--distributed", "mpi",
             "--train-length", "1010", "--validation-length", "200", "--test-length", "300",
             "--epochs", "2", "--batch-size", "20", "--seed", "1", "--threads", "1",
+            "--learning-rate", "300",  # collapses: advice, from rank 0 only
             "--save", "net.json", "--checkpoint", "ckpt"]
     proc = run_ranks(2, args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -357,12 +360,12 @@ def test_cli_under_mpi_prints_and_writes_on_rank_zero_only(tmp_path):
     assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2", "test accuracy",
                                                       "saved the network to net.json and the run "
                                                       "record to net.run.json"]
-    assert proc.stderr.count("is not a multiple of batch_size=20") == 1
+    assert proc.stderr.count("the network has collapsed") == 1, proc.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".py") == [
         "ckpt", "net.json", "net.run.json"]
     record = json.loads((tmp_path / "net.run.json").read_text())
     alone = portamlp.train(train_length=1010, validation_length=200, test_length=300, epochs=2,
-                           batch_size=20, seed=1, progress=False)
+                           batch_size=20, seed=1, learning_rate=300.0, progress=False)
     assert record["test_accuracy"] == pytest.approx(alone.test_accuracy, abs=2 / 300)
     # a usage error is reported once, and every rank exits with its status
     again = run_ranks(2, args, tmp_path)

@@ -133,11 +133,12 @@ def test_callback_returning_true_stops_training():
     assert calls == [1, 2] and len(result.history) == 2 and result.stopped_early
 
 
-def test_partial_last_batch_warns_and_is_used():
+def test_partial_last_batch_is_used_quietly():
     x = np.eye(4, dtype=np.float32)[np.arange(7) % 4]
     y = np.arange(7) % 2
     net = Network.from_arrays([np.zeros((2, 4))], [np.zeros(2)], backend="numpy")
-    with pytest.warns(PortamlpWarning, match="not a multiple of batch_size=3"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as scikit-learn and Keras: no warning for it
         portamlp.train(x=x, y=y, network=net, batch_size=3, epochs=1, shuffle=False,
                        learning_rate=1.0, seed=0)
     # the 7th sample (row 2, class 0) was in the last batch: its weights moved
@@ -149,10 +150,35 @@ def test_never_predicted_class_is_warned_about():
     net = Network.initialize((784, 10), seed=0, backend="numpy")
     net.biases[0][9] = -1e4
     x, y = portamlp.datasets.load_mnist("train", length=500)
-    with pytest.warns(PortamlpWarning, match=r"never predicts class\(es\) \[9\].*init='scaled'"):
+    with pytest.warns(PortamlpWarning, match=r"never predicts class\(es\) \[9\].*"
+                                            r"try cost='cross_entropy'$"):
         r = portamlp.train(x=x, y=y, validation_data=(x, y), network=net, epochs=1,
-                           learning_rate=0.01, batch_size=50, seed=0)
+                           learning_rate=1.0, batch_size=50, seed=0)
     assert r.history[0].never_predicted == [9]
+    assert r.history[0].predicted_counts[9] == 0 and sum(r.history[0].predicted_counts) == 500
+    assert r.history[0].label_counts == np.bincount(y, minlength=10).tolist()
+
+
+@pytest.mark.parametrize("options, advice", [
+    # N(0, 1) weights and the quadratic cost: both cures
+    (dict(init="normal"), {"init": "scaled", "cost": "cross_entropy"}),
+    # the sigmoid's own initialisation is already scaled: only the cost
+    (dict(), {"cost": "cross_entropy"}),
+    (dict(init="glorot", cost="cross_entropy"), {"learning_rate": 1.0}),
+    # η = 100 on 30 hidden units: the width's limit (300 / 30) names the rate
+    (dict(learning_rate=100.0), {"cost": "cross_entropy", "learning_rate": 10.0}),
+    (dict(learning_rate=3.0, layers=(784, 512, 10)),
+     {"cost": "cross_entropy", "learning_rate": 0.5}),
+    # momentum 0.9 multiplies the step by 10: the limit shrinks with it
+    (dict(learning_rate=3.0, momentum=0.9, layers=(784, 100, 10)),
+     {"cost": "cross_entropy", "learning_rate": 0.3}),
+])
+def test_dead_class_advice_follows_the_settings_in_use(options, advice):
+    from portamlp.training.advice import dead_class_options
+    from portamlp.training.config import TrainConfig
+
+    config = TrainConfig(**TrainConfig.split({"layers": (784, 30, 10), **options}))
+    assert dead_class_options(config, config.layers) == advice
 
 
 def test_quiet_by_default(capsys):
@@ -221,7 +247,7 @@ def test_bad_own_data_is_explained(rng):
     with pytest.raises(TypeError, match="integer class indices"):
         portamlp.train(x=x, y=np.array(["a"] * 10), layers=(5, 2))
     with pytest.raises(TypeError, match="pair"):
-        portamlp.train(x=x, y=np.zeros(10, dtype=int), layers=(5, 2), validation_data=x)
+        portamlp.train(x=x, y=np.arange(10) % 2, layers=(5, 2), validation_data=x)
 
 
 def test_trains_on_a_folder_of_idx_files_and_a_named_set_from_root(tmp_path):
@@ -313,6 +339,7 @@ def test_given_network_accepts_its_own_backend_and_device(mnist_small):
 
 def test_dead_classes_are_reported_when_they_stay_dead_not_for_one_epoch():
     from portamlp.files.run_records import EpochRecord
+    from portamlp.training.config import TrainConfig
     from portamlp.training.hooks import DeadClasses
 
     def records(*dead):
@@ -320,7 +347,7 @@ def test_dead_classes_are_reported_when_they_stay_dead_not_for_one_epoch():
                 for i, d in enumerate(dead)]
 
     def warnings_for(*dead):
-        watcher = DeadClasses()
+        watcher = DeadClasses(TrainConfig(layers=(784, 30, 10)), (784, 30, 10))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             history = records(*dead)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_confusion", "plot_misclassified", "require_matplotlib"]
+__all__ = ["plot_history", "history_figure", "plot_confusion", "plot_misclassified",
+           "misclassified_figure", "require_matplotlib"]
 
 
 def require_matplotlib() -> None:
@@ -34,13 +35,28 @@ def _figure(*args, **kwargs):
 
 
 def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
-    """Training cost and validation accuracy per epoch, side by side, to a PNG (a run record's
-    history; records written before portamlp said "cost" hold ``train_loss``)."""
+    """:func:`history_figure` saved as a PNG."""
+    history_figure(history, title).savefig(path, dpi=110)
+    return Path(path)
+
+
+def history_figure(history: Sequence[dict], title: str = ""):
+    """The training and validation costs and the validation accuracy (in %) per epoch, side by
+    side, to a PNG (a run record's history; records written before portamlp said "cost" hold
+    ``train_loss`` and ``validation_loss``). Epochs are whole numbers on the axes, even for a
+    run of one epoch."""
     epochs = [h["epoch"] for h in history]
     fig = _figure(figsize=(9, 3.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(epochs, [h.get("train_cost", h.get("train_loss")) for h in history], marker="o")
-    ax1.set(xlabel="epoch", ylabel="mean cost", title="training cost")
+    ax1.plot(epochs, [h.get("train_cost", h.get("train_loss")) for h in history], marker="o",
+             label="training (mean over the epoch)")
+    costs = [(h["epoch"], h.get("validation_cost", h.get("validation_loss"))) for h in history]
+    costs = [(e, c) for e, c in costs if c is not None]
+    if costs:
+        ax1.plot([e for e, _ in costs], [c for _, c in costs], marker="s", linestyle="--",
+                 color="tab:orange", label="validation (after the epoch)")
+    ax1.legend(fontsize=8)
+    ax1.set(xlabel="epoch", ylabel="mean cost", title="cost")
     val = [(h["epoch"], h["validation_accuracy"]) for h in history
            if h.get("validation_accuracy") is not None]
     if val:
@@ -52,15 +68,18 @@ def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
 
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig
 
 
-def plot_confusion(matrix: np.ndarray, path, title: str = "confusion matrix") -> Path:
-    """A heatmap of ``matrix[true, predicted]`` with the counts written in each cell."""
+def plot_confusion(matrix: np.ndarray, path, title: str = "confusion matrix",
+                   names: Sequence[str] | None = None) -> Path:
+    """A heatmap of ``matrix[true, predicted]`` with the counts written in each cell (the
+    classes labelled by ``names`` when given)."""
     k = matrix.shape[0]
     fig = _figure(figsize=(6.4, 5.6), layout="constrained")
     ax = fig.subplots()
@@ -70,6 +89,9 @@ def plot_confusion(matrix: np.ndarray, path, title: str = "confusion matrix") ->
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if matrix[i, j] > matrix.max() / 3 else "black")
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    if names is not None:
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticklabels(names, fontsize=8)
     fig.colorbar(im, ax=ax, label="log(1 + count)")
     fig.savefig(path, dpi=110)
     return Path(path)
@@ -86,8 +108,18 @@ def _image_side(images: np.ndarray) -> int:
 
 
 def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarray, path,
-                       limit: int = 36) -> Path:
-    """A grid of misclassified digits, each titled "true → predicted".
+                       limit: int = 36, names: Sequence[str] | None = None,
+                       what: str = "test images") -> Path:
+    """:func:`misclassified_figure` saved as a PNG."""
+    misclassified_figure(images, true, predicted, limit, names, what).savefig(path, dpi=110)
+    return Path(path)
+
+
+def misclassified_figure(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
+                         limit: int = 36, names: Sequence[str] | None = None,
+                         what: str = "test images"):
+    """A grid of misclassified images, each titled "true → predicted" (class names from
+    ``names`` when given), which the figure's title explains.
 
     ``images`` holds one square image per row, flattened (n, side²) or not (n, side, side).
     """
@@ -100,11 +132,12 @@ def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarr
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.axis("off")
+    label = (lambda c: names[c]) if names is not None else str
     for ax, i in zip(axes, wrong):
         ax.imshow(images[i].reshape(side, side), cmap="gray_r")
-        ax.set_title(f"{true[i]} → {predicted[i]}", fontsize=10)
+        ax.set_title(f"{label(int(true[i]))} → {label(int(predicted[i]))}",
+                     fontsize=10 if names is None else 7)
     if not len(wrong):
         axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    fig.suptitle(f"misclassified test digits (first {len(wrong)})")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    fig.suptitle(f"misclassified {what} (first {len(wrong)}); each titled true → predicted")
+    return fig

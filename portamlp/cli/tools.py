@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.registry import class_names
 from ..errors import warn
 from ..files.run_records import read_run_record, run_record_path
 from .common import CLIError, add_common
@@ -120,6 +121,7 @@ def cmd_evaluate(args) -> int:
                 length=args.length)
     predicted, truth = to_numpy(net.predict(x)), to_numpy(y)
     k = net.layers[-1]
+    names = class_names(dataset, k)
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (truth, predicted), 1)
     accuracy = float(np.mean(predicted == truth))
@@ -131,11 +133,12 @@ def cmd_evaluate(args) -> int:
 
         args.plot.mkdir(parents=True, exist_ok=True)
         plots.append(str(plot_confusion(matrix, args.plot / "confusion.png",
-                                        f"{args.model.name} on {dataset} test")))
+                                        f"{args.model.name} on {dataset} test", names)))
         images = to_numpy(x).reshape(len(truth), -1)
         images = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
         plots.append(str(plot_misclassified(images, truth, predicted,
-                                            args.plot / "misclassified.png")))
+                                            args.plot / "misclassified.png", names=names,
+                                            what=f"{dataset} test images")))
     if args.json:
         print(json.dumps({"model": str(args.model), "dataset": dataset, "samples": len(truth),
                           "accuracy": accuracy, "per_class_accuracy": per_class,
@@ -144,7 +147,8 @@ def cmd_evaluate(args) -> int:
     print(f"accuracy: {accuracy:.2%} ({int(np.trace(matrix))}/{len(truth)}) on {dataset} test")
     if not args.quiet:
         print("per-class accuracy: " + ", ".join(
-            f"{c}: {a:.1%}" if a is not None else f"{c}: -" for c, a in enumerate(per_class)))
+            f"{names[c]}: {a:.1%}" if a is not None else f"{names[c]}: -"
+            for c, a in enumerate(per_class)))
         print("confusion matrix (rows: true class, columns: predicted class):")
         width = max(5, len(str(matrix.max())) + 1)
         print("true\\pred" + "".join(f"{c:>{width}}" for c in range(k)))
@@ -167,7 +171,7 @@ def cmd_predict(args) -> int:
     truth: list[int | None] = []
     blank: list[tuple[str, str]] = []
     if args.images:
-        from .images import BlankImageError, prepare_digit
+        from ..images import BlankImageError, prepare_digit
 
         for path in args.images:
             try:
@@ -193,7 +197,9 @@ def cmd_predict(args) -> int:
         prep = preprocessing_for(args.model, net, dataset, args.scale)
         x = prep.apply(np.stack(rows).reshape(len(rows), -1), net.dtype)
         proba = to_numpy(net.predict_proba(x))
-        results = [{"input": n, "prediction": int(np.argmax(p)), "label": t,
+        classes = class_names(dataset, net.layers[-1])
+        results = [{"input": n, "prediction": int(np.argmax(p)),
+                    "class_name": classes[int(np.argmax(p))], "label": t,
                     "probabilities": [round(float(v), 6) for v in p]}
                    for n, p, t in zip(names, proba, truth)]
     for name, why in blank:
@@ -203,8 +209,11 @@ def cmd_predict(args) -> int:
                                     for n, _ in blank]))
         return 1 if blank else 0
     for r in results:
-        label = f" (label {r['label']})" if r["label"] is not None else ""
-        print(f"{r['input']}: {r['prediction']}{label}")
+        def said(c: int) -> str:  # "9", or "9 Ankle boot" where classes have names
+            return str(c) if classes[c] == str(c) else f"{c} {classes[c]}"
+
+        label = f" (label {said(r['label'])})" if r["label"] is not None else ""
+        print(f"{r['input']}: {said(r['prediction'])}{label}")
         if not args.quiet:
             print("  " + "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(r["probabilities"])))
     return 1 if blank else 0

@@ -9,7 +9,7 @@ mini-batches. Named data sets other than MNIST are found on disk, or downloaded 
 from .fetch import cache_dir, download
 from .idx import IDX_TYPES, read_idx, write_idx
 from .loading import LOAD_SPLITS, host_split, load, load_mnist
-from .registry import DATASETS, SPLITS, default_validation_length, n_classes
+from .registry import DATASETS, SPLITS, class_names, default_validation_length, n_classes
 from .scaling import SCALES, Preprocessing, check_scale, scale_images, train_moments
 from .sources import (
     EMBEDDED_DIR,
@@ -29,6 +29,7 @@ __all__ = [
     "LOAD_SPLITS",
     "SCALES",
     "SPLITS",
+    "class_names",
     "SYSTEM_DATA_DIR",
     "DeviceDataset",
     "Preprocessing",

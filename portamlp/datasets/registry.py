@@ -7,7 +7,8 @@ with the hash of every compressed file pinned: the MD5 the publisher gives, or S
 
 from __future__ import annotations
 
-__all__ = ["DATASETS", "SPLITS", "file_names", "n_classes", "default_validation_length"]
+__all__ = ["DATASETS", "SPLITS", "file_names", "n_classes", "class_names",
+           "default_validation_length"]
 
 #: File stems of each split in the MNIST layout (found as ``<stem>.gz`` or raw ``<stem>``).
 SPLITS = {
@@ -15,7 +16,8 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
-#: Named data sets: number of classes, credit line, download mirrors (base URLs, tried in order),
+#: Named data sets: number of classes, their names where they are not the digits, credit line,
+#: download mirrors (base URLs, tried in order),
 #: pinned hashes of the ``.gz`` files (``"md5:<hex>"`` or ``"sha256:<hex>"``) and, where one
 #: exists, the Debian package that installs the files under ``/usr/share/datasets/<name>/``.
 DATASETS: dict[str, dict] = {
@@ -29,6 +31,9 @@ DATASETS: dict[str, dict] = {
     },
     "fashion-mnist": {
         "classes": 10,
+        # the labels' descriptions in the README of github.com/zalandoresearch/fashion-mnist
+        "class_names": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                        "Shirt", "Sneaker", "Bag", "Ankle boot"],
         "credit": "Fashion-MNIST, Zalando Research (MIT licence)",
         # The official sources are the data/fashion folder of github.com/zalandoresearch/
         # fashion-mnist and the download links of its README (same files).
@@ -48,6 +53,9 @@ DATASETS: dict[str, dict] = {
     },
     "kmnist": {
         "classes": 10,
+        # the hiragana of each class (github.com/rois-codh/kmnist, kmnist_classmap.csv),
+        # romanised: お き す つ な は ま や れ を
+        "class_names": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
         "credit": "Kuzushiji-MNIST, CODH, adapted from the Kuzushiji Dataset (NIJL and others), "
                   "doi:10.20676/00000341 (CC BY-SA 4.0)",
         # The official source, as linked from the README of github.com/rois-codh/kmnist (http
@@ -80,6 +88,14 @@ def file_names(split: str) -> tuple[str, str]:
 def n_classes(name: str) -> int:
     """Number of classes of a named data set (10 for a folder of MNIST-format files)."""
     return DATASETS.get(name, {}).get("classes", 10)
+
+
+def class_names(name: str, k: int | None = None) -> list[str]:
+    """The names of the classes of a named data set; the class numbers as text for MNIST, a
+    folder, or a data set whose ``k`` classes differ from its registered names."""
+    names = DATASETS.get(name, {}).get("class_names")
+    k = n_classes(name) if k is None else k
+    return list(names) if names and len(names) == k else [str(c) for c in range(k)]
 
 
 def default_validation_length(n_train_file: int) -> int:

@@ -102,6 +102,18 @@ class Preprocessing:
         out -= np_dtype.type(self.mean / self.std)
         return out
 
+    def largest(self) -> float:
+        """The largest magnitude a prepared pixel (0 to 255) can have."""
+        return max(abs((0.0 / self.divisor - self.mean) / self.std),
+                   abs((255.0 / self.divisor - self.mean) / self.std))
+
+    def describe(self) -> str:
+        """How pixels are prepared, in words (``"pixels ÷255"``)."""
+        if self.scale == "standardize":
+            return (f"standardised pixels ((pixels / {self.divisor:g} - {self.mean:.4g}) / "
+                    f"{self.std:.4g})")
+        return f"pixels ÷{self.divisor:g}"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for model files: ``{"scale", "divisor", "mean", "std"}``."""
         return {"scale": self.scale, "divisor": self.divisor, "mean": self.mean, "std": self.std}

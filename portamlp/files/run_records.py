@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..backends import LIBRARIES
+from ..errors import warn
 from .writing import atomic_write_bytes
 
 __all__ = ["EpochRecord", "packages", "package_versions", "environment", "run_record_path",
@@ -41,6 +42,10 @@ class EpochRecord:
     validation_cost: float | None = None
     #: Classes the network never predicted on the validation set.
     never_predicted: list[int] = field(default_factory=list)
+    #: How many validation rows the network assigned to each class (empty without validation).
+    predicted_counts: list[int] = field(default_factory=list)
+    #: How many validation rows hold each label.
+    label_counts: list[int] = field(default_factory=list)
     #: The learning rate used in this epoch.
     learning_rate: float | None = None
 
@@ -104,14 +109,45 @@ def run_record_path(model_path: Path) -> Path:
     return model_path.with_suffix(".run.json")
 
 
+#: Run records larger than this (bytes) are not read: a long run's record takes a few MB.
+MAX_RUN_RECORD_BYTES = 16 << 20
+
+
 def read_run_record(model: Path) -> dict[str, Any]:
-    """The run record beside a model, or ``{}`` when there is none (or it is unreadable)."""
+    """The run record beside a model, or ``{}`` when there is none.
+
+    A record that cannot be used — unreadable, too large, not JSON, nested too deeply, not an
+    object, or with ``options`` that are not an object — is ignored with a warning naming it:
+    the model itself is all that ``evaluate``, ``predict`` and ``serve`` need.
+    """
     path = run_record_path(model)
-    try:
-        record = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    if not path.is_file():
         return {}
-    return record if isinstance(record, dict) else {}
+    record, problem = _read_record(path)
+    if problem is None and not isinstance(record, dict):
+        problem = f"it holds a JSON {type(record).__name__}, not an object"
+    elif problem is None and not isinstance(record.get("options", {}), dict):
+        problem = "its 'options' are not an object"
+    if problem is not None:
+        warn(f"{path}: ignoring this run record: {problem}")
+        return {}
+    return record
+
+
+def _read_record(path: Path) -> tuple[Any, str | None]:
+    """A run record's JSON, or what is wrong with it."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_RUN_RECORD_BYTES:
+            return None, f"it is {size:,} bytes, over the {MAX_RUN_RECORD_BYTES:,}-byte limit"
+        return json.loads(path.read_bytes()), None
+    except OSError as exc:
+        return None, f"it cannot be read ({exc.strerror or exc})"
+    except RecursionError:
+        return None, "its JSON is nested too deeply"
+    except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4,300 digits
+        text = " ".join(str(exc).split())
+        return None, f"it is not valid JSON ({text[:100]})"
 
 
 def write_run_record(path: Path, *, model: Path, config: dict, network, history: list,

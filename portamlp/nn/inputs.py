@@ -3,16 +3,20 @@
 Inputs may come from NumPy, CuPy, PyTorch, array-api-strict or nested lists. Arrays already on
 the target backend's device stay there (no copy when the dtype matches); others cross through
 the host once. The checks run once per call, never per mini-batch: shape, numeric dtype, finite
-values (a NaN row is named, with how many there are), and labels that are class indices.
+values (a NaN row is named, with how many there are), and labels that are class indices. The
+finiteness check reads the largest magnitude back, so that a caller can also warn about inputs
+that look unscaled (raw pixels 0–255, raw physical units) at no extra cost.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ..backends import Backend, to_numpy
+from ..errors import warn
 
 __all__ = ["as_features", "as_labels", "host_numeric", "host_labels", "label_range"]
 
@@ -34,19 +38,27 @@ def _non_finite_message(what: str, n_bad: int, first: int, n_rows: int) -> str:
             f"row {first}); remove or impute those rows before training or predicting")
 
 
-def _check_finite_host(host: np.ndarray, what: str) -> None:
-    if host.dtype.kind != "f" or np.isfinite(host).all():
-        return
+def _check_finite_host(host: np.ndarray, what: str) -> float:
+    """The largest magnitude in ``host`` (0.0 when empty); ValueError for non-finite values."""
+    if not host.size:
+        return 0.0
+    largest = float(np.max(np.abs(host)))
+    if math.isfinite(largest):
+        return largest
     rows = ~np.isfinite(host.reshape(host.shape[0], -1)).all(axis=1) if host.ndim else \
         np.array([True])
     raise ValueError(_non_finite_message(what, int(rows.sum()), int(np.argmax(rows)),
                                          max(1, host.shape[0] if host.ndim else 1)))
 
 
-def _check_finite_device(arr: Any, xp: Any, what: str) -> None:
-    """One reduction and one host read; row details only when something is wrong."""
-    if bool(xp.all(xp.isfinite(arr))):
-        return
+def _check_finite_device(arr: Any, xp: Any, what: str) -> float:
+    """The largest magnitude in ``arr`` (0.0 when empty), by one reduction and one host read;
+    row details only when something is wrong (NaN and infinity make the maximum non-finite)."""
+    if not math.prod(arr.shape):
+        return 0.0
+    largest = float(xp.max(xp.abs(arr)))
+    if math.isfinite(largest):
+        return largest
     rows = xp.logical_not(xp.all(xp.isfinite(arr), axis=1))
     n_bad = int(xp.sum(xp.astype(rows, xp.int64)))
     first = int(xp.argmax(xp.astype(rows, xp.int8)))
@@ -54,11 +66,13 @@ def _check_finite_device(arr: Any, xp: Any, what: str) -> None:
 
 
 def as_features(x: Any, backend: Backend, dtype: Any, n_in: int | None = None, *,
-                what: str = "x", layers: tuple[int, ...] | None = None) -> Any:
+                what: str = "x", layers: tuple[int, ...] | None = None,
+                usual: tuple[float, str] | None = None) -> Any:
     """``x`` as a 2-D array ``(n_samples, n_in)`` of ``dtype`` on ``backend``'s device.
 
     A 1-D ``x`` of length ``n_in`` is one sample. Raises ValueError for a wrong shape or
-    non-finite values, TypeError for a non-numeric array.
+    non-finite values, TypeError for a non-numeric array. With ``usual=(limit, advice)``, a
+    value larger in magnitude than ``limit`` gives a warning that ends with ``advice``.
     """
     xp = backend.xp
     target = backend.dtype(dtype)
@@ -71,14 +85,20 @@ def as_features(x: Any, backend: Backend, dtype: Any, n_in: int | None = None, *
             if arr.ndim == 1 and n_in is not None and arr.shape[0] == n_in:
                 arr = xp.reshape(arr, (1, n_in))
             _check_shape(arr.shape, n_in, what, layers)
-            _check_finite_device(arr, xp, what)
+            _warn_unusual(_check_finite_device(arr, xp, what), usual, what)
             return arr
         host = host_numeric(x, what)
         if host.ndim == 1 and n_in is not None and host.shape[0] == n_in:
             host = host.reshape(1, n_in)
         _check_shape(host.shape, n_in, what, layers)
-        _check_finite_host(host, what)
+        _warn_unusual(_check_finite_host(host, what), usual, what)
         return backend.asarray(host, target)
+
+
+def _warn_unusual(largest: float, usual: tuple[float, str] | None, what: str) -> None:
+    if usual is not None and largest > usual[0]:
+        warn(f"{what} holds values up to {largest:.4g} in magnitude: it looks unscaled; "
+             f"{usual[1]}")
 
 
 def _check_shape(shape, n_in, what, layers) -> None:
@@ -113,9 +133,10 @@ def host_labels(y: Any, what: str = "y") -> np.ndarray:
 
 
 def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | None = None, *,
-              what: str = "y") -> Any:
+              what: str = "y", several: bool = False) -> Any:
     """Class labels ``(n_samples,)`` as int64 on ``backend``'s device, each in
-    ``[0, n_classes)``. Whole-number floats (``0., 1., 2.``) are accepted."""
+    ``[0, n_classes)``. Whole-number floats (``0., 1., 2.``) are accepted. ``several``: refuse
+    labels that are all one class (nothing to learn)."""
     xp = backend.xp
     with backend.activate():
         if hasattr(y, "shape") and backend.same_device(y) and xp.isdtype(y.dtype, "integral"):
@@ -138,6 +159,9 @@ def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | N
             fix = f"your labels look 1-based: pass y - 1 ({fix})"
         raise ValueError(f"{what} must hold class indices in [0, {n_classes - 1}] for "
                          f"{n_classes} output units, found values in [{lo}, {hi}]; {fix}")
+    if several and lo == hi and arr.shape[0]:
+        raise ValueError(f"{what} holds only class {lo}: there is nothing to learn from one "
+                         "class; give training rows of at least two classes")
     return arr
 
 

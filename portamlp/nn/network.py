@@ -352,8 +352,15 @@ class Network:
 
     # ------------------------------------------------------------------ public API
     def _as_input(self, x: Any):
-        """``x`` checked and put on this network's backend, device and dtype."""
-        return as_features(x, self.backend, self.dtype, self.layers[0], layers=self.layers)
+        """``x`` checked and put on this network's backend, device and dtype (with a warning
+        when it holds raw pixels for a network that records how it prepared its pixels)."""
+        prep, usual = self.preprocessing, None
+        if prep is not None:
+            usual = (2.0 * prep.largest(), f"this network was trained on {prep.describe()}: "
+                     "pass network.preprocessing.apply(pixels) (or load the data with "
+                     "portamlp.datasets, which prepares it)")
+        return as_features(x, self.backend, self.dtype, self.layers[0], layers=self.layers,
+                           usual=usual)
 
     def _as_labels(self, y: Any, n: int | None = None):
         return as_labels(y, self.backend, n, self.layers[-1])

@@ -56,8 +56,8 @@ __all__ = ["MLPClassifier"]
 #: Pickles written before the per-epoch rules moved to ``_epochs`` name the class here.
 _Schedule = Schedule
 #: portamlp advice that does not apply to an estimator's runs.
-_QUIET = (r"train_length=\d+ is not a multiple of batch_size",
-          r"after epoch \d+ the network never predicts class")
+_QUIET = (r"after epoch \d+ the network never predicts class",
+          r"after epoch \d+ the network has collapsed")
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):

@@ -147,6 +147,10 @@ class TrainConfig:
         default_text="10,000")
     test_length: int | None = option(None, "test rows used", _rows, kind="int",
                                      default_text="all (10,000)")
+    validation_split: float = option(
+        0.0, "your own x without validation_data: validate on this fraction of its rows (the "
+        "last ones, before any shuffling, as Keras does)",
+        lambda n, v: check_float(n, v, minimum=0.0, below=1.0), kind="float", cli=False)
     batch_size: int = option(10, "mini-batch size", _positive_int, kind="int")
     epochs: int = option(5, "passes over the training data", _positive_int, kind="int")
     learning_rate: float = option(3.0, "step size η (try 0.05 with cross-entropy and momentum)",
@@ -301,7 +305,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("validation_data", None, "(x, y) to validate on after each epoch, with x"),
     RunOption("test_data", None, "(x, y) to test on at the end, with x"),
     RunOption("sample_weight", None, "a weight per training row: weighs its cost and gradient"),
-    RunOption("network", None, "continue training this Network (its layers, activation, cost)",
+    RunOption("network", None, "continue training this Network, or the model file at this path "
+              "(its layers, activation, cost)",
               kind="path"),
     RunOption("optimizer_state", None, "with network=: a previous result's optimizer_state, to "
               "continue its momentum or Adam moments"),
@@ -387,6 +392,8 @@ def options_table() -> str:
             values = "Python only"
         else:
             values = {"layers": "ints"}.get(d.kind, d.kind)
+            if not d.cli:
+                values += ", Python only"
         rows.append(f"| `{d.name}` | {default} | {values} | {d.help} |")
     return "\n".join(rows)
 

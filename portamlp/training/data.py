@@ -22,6 +22,12 @@ from .config import TrainConfig
 
 __all__ = ["Splits", "stage_splits", "stage_named", "stage_arrays"]
 
+#: Own training inputs larger than this in magnitude look unscaled (raw pixels, raw units):
+#: sigmoid units saturate and steps overshoot (wine's raw features: 33 %, one class).
+_USUAL = (50.0, "networks train best on inputs of about unit size: divide pixels by 255, or "
+          "standardise each column ((x - x.mean(axis=0)) / x.std(axis=0), or scikit-learn's "
+          "StandardScaler)")
+
 
 @dataclasses.dataclass
 class Splits:
@@ -33,14 +39,20 @@ class Splits:
 
 
 def stage_splits(cfg: TrainConfig, net: Network, x: Any, y: Any, validation_data: Any,
-                 test_data: Any, sample_weight: Any, root: Any, download: bool) -> Splits:
-    """Put the training, validation and test data on the network's device."""
+                 test_data: Any, sample_weight: Any, root: Any, download: bool, *,
+                 fresh: bool = True) -> Splits:
+    """Put the training, validation and test data on the network's device. A ``fresh``
+    network (not given, not resumed) refuses training labels of one class: it would learn
+    nothing (continuing a network on a batch of one class is fine)."""
     be = net.backend
     with memory_phase("staging the data", be,
                       "use a smaller train_length / validation_length / test_length"):
         if x is None:
             return stage_named(cfg, net, root, download)
-        train = stage_arrays(net, x, y, cfg.train_length, "train", sample_weight)
+        if cfg.validation_split:
+            x, y, sample_weight, validation_data = _split_off_validation(
+                cfg.validation_split, x, y, sample_weight, validation_data)
+        train = stage_arrays(net, x, y, cfg.train_length, "train", sample_weight, fresh)
         if train is None:
             if cfg.train_length == 0:
                 raise ValueError("train_length=0 leaves no training rows; use train_length >= 1, "
@@ -98,15 +110,16 @@ def stage_named(cfg: TrainConfig, net: Network, root, download: bool) -> Splits:
 
 
 def stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
-                  sample_weight: Any = None) -> DeviceDataset | None:
+                  sample_weight: Any = None, several: bool = False) -> DeviceDataset | None:
     """The caller's own arrays, checked once and moved to the network's backend."""
     if x is None:
         return None
     be = net.backend
     name = "x" if what == "train" else f"{what}_data x"
-    xs = as_features(x, be, net.dtype, net.layers[0], what=name, layers=net.layers)
+    xs = as_features(x, be, net.dtype, net.layers[0], what=name, layers=net.layers,
+                     usual=_USUAL if what == "train" else None)
     ys = as_labels(y, be, xs.shape[0], net.layers[-1],
-                   what="y" if what == "train" else f"{what}_data y")
+                   what="y" if what == "train" else f"{what}_data y", several=several)
     weights = None
     if sample_weight is not None:
         weights = _sample_weights(sample_weight, xs.shape[0])
@@ -120,6 +133,20 @@ def stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
     if weights is not None:
         weights = be.asarray(weights / weights.mean(), net.dtype)
     return DeviceDataset(xs, ys, net.layers[-1], be, sample_weight=weights)
+
+
+def _split_off_validation(fraction: float, x, y, sample_weight, validation_data):
+    """The last ``fraction`` of the rows of ``x`` and ``y`` as validation data (Keras's rule:
+    ``int(n * (1 - fraction))`` rows train), sliced where they live."""
+    if validation_data is not None:
+        raise ValueError("pass either validation_data or validation_split, not both")
+    n = int(x.shape[0]) if hasattr(x, "shape") else len(x)
+    cut = int(n * (1.0 - fraction))
+    if cut < 1 or cut >= n:
+        raise ValueError(f"validation_split={fraction} of {n} rows leaves {cut} to train on and "
+                         f"{n - cut} to validate; both need at least one row")
+    weights = None if sample_weight is None else sample_weight[:cut]
+    return x[:cut], y[:cut], weights, (x[cut:], y[cut:])
 
 
 def _sample_weights(sample_weight, n: int):

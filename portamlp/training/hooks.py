@@ -2,8 +2,8 @@
 
 After every epoch the trainer fills an :class:`EpochState` and hands it to its hooks in order:
 the learning-rate schedule (:class:`Schedule`), early stopping (:class:`Stopping`), checkpoints
-(:class:`Checkpointing`), the advice about dead classes (:class:`DeadClasses`) and the caller's
-callbacks (:class:`Callbacks`). Any hook may ask to stop (``state.stop = True``). A hook that
+(:class:`Checkpointing`), the advice about a collapsed run (:class:`Collapse`) and about dead
+classes (:class:`DeadClasses`), and the caller's callbacks (:class:`Callbacks`). Any hook may ask to stop (``state.stop = True``). A hook that
 has state saves it in checkpoints under its ``name`` (plain data) and, for device arrays, under
 ``<name>.<key>`` tensors; a resumed run gives it back.
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PortamlpWarning, warn
 from ..files.run_records import EpochRecord
+from .advice import collapse_advice, collapsed, dead_class_options
 from .schedules import LearningRate
 from .stopping import EarlyStopping, Monitor
 
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
     from ..files.checkpoints import RunPosition
     from ..nn.network import Network
 
-__all__ = ["EpochState", "EpochHook", "Schedule", "Stopping", "Checkpointing", "DeadClasses",
-           "Callbacks"]
+__all__ = ["EpochState", "EpochHook", "Schedule", "Stopping", "Checkpointing", "Collapse",
+           "DeadClasses", "Callbacks"]
 
 
 @dataclass
@@ -142,14 +143,57 @@ class Checkpointing(EpochHook):
         self.save(state.position)
 
 
+class Collapse(EpochHook):
+    """Warns once when the network has collapsed on the validation set (accuracy near chance,
+    or one class taking most predictions; see :func:`~portamlp.training.advice.collapsed`) for
+    :attr:`PATIENCE` epochs in a row or at the end of the run, naming a learning rate to try
+    (and why, when the network's width makes the rate too large)."""
+
+    PATIENCE = 2
+
+    def __init__(self, config: Any, layers: tuple[int, ...]) -> None:
+        self.config, self.layers = config, tuple(layers)
+        self.streak = 0
+        self.warned = False
+        self.costs: list[float] = []
+        self.last_seen: EpochRecord | None = None
+        self.last_record: EpochRecord | None = None
+
+    def after_epoch(self, state: EpochState) -> None:
+        self.last_record = state.record
+        self.see(state.record, state.last)
+
+    def at_end(self, network: Network) -> None:
+        if self.last_record is not None:  # a run stopped early ends with this epoch
+            self.see(self.last_record, last=True)
+
+    def see(self, record: EpochRecord, last: bool) -> None:
+        """Take one epoch's record (``last``: the run ends after it)."""
+        how = None
+        if record.validation_accuracy is not None:
+            how = collapsed(record.validation_accuracy, record.predicted_counts,
+                            record.label_counts)
+        if record is not self.last_seen:  # at_end sees the last epoch again
+            self.costs.append(record.train_cost)
+            self.streak = self.streak + 1 if how else 0
+        self.last_seen = record
+        if how and not self.warned and (self.streak >= self.PATIENCE or last):
+            self.warned = True
+            advice, options = collapse_advice(self.config, self.layers, self.costs)
+            warn(PortamlpWarning(f"after epoch {record.epoch} the network has collapsed: {how}; "
+                                 f"{advice}", options=options))
+
+
 class DeadClasses(EpochHook):
     """Warns about output classes the network never predicts on the validation set (saturated
     sigmoid outputs), once they have stayed dead for :attr:`PATIENCE` epochs or at the end of
-    the run, not for a first epoch the run recovers from."""
+    the run, not for a first epoch the run recovers from. The advice leaves out what the run
+    already does (:func:`~portamlp.training.advice.dead_class_options`)."""
 
     PATIENCE = 3
 
-    def __init__(self) -> None:
+    def __init__(self, config: Any, layers: tuple[int, ...]) -> None:
+        self.options = dead_class_options(config, layers)
         self.previous: list[int] = []
         self.streak = 0
         self.warned: list[int] = []
@@ -166,6 +210,9 @@ class DeadClasses(EpochHook):
     def see(self, record: EpochRecord, last: bool) -> None:
         """Take one epoch's record (``last``: the run ends after it)."""
         classes = record.never_predicted
+        if record.validation_accuracy is not None and collapsed(
+                record.validation_accuracy, record.predicted_counts, record.label_counts):
+            classes = []  # a collapsed network: Collapse says what to change
         same = bool(classes) and classes == self.previous
         self.streak = self.streak + 1 if same else (1 if classes else 0)
         self.previous = classes
@@ -174,7 +221,7 @@ class DeadClasses(EpochHook):
             warn(PortamlpWarning(
                 f"after epoch {record.epoch} the network never predicts class(es) {classes} "
                 "on the validation set (saturated outputs); try {options}",
-                options={"init": "scaled", "cost": "cross_entropy"}))
+                options=self.options))
 
 
 class Callbacks(EpochHook):

@@ -37,6 +37,7 @@ from .dropout import Dropout
 from .hooks import (
     Callbacks,
     Checkpointing,
+    Collapse,
     DeadClasses,
     EpochHook,
     EpochState,
@@ -145,7 +146,8 @@ class Trainer:
             hooks.append(Stopping(self.stopper, self._copy))
         if self.checkpoint is not None:
             hooks.append(Checkpointing(self._save))
-        hooks.append(DeadClasses())
+        hooks.append(Collapse(self.cfg, self.net.layers))
+        hooks.append(DeadClasses(self.cfg, self.net.layers))
         if callbacks:
             hooks.append(Callbacks(callbacks))
         return hooks
@@ -223,8 +225,8 @@ class Trainer:
                              train_cost=(carried[0] + total) / len(self.data.train),
                              learning_rate=self.opt.learning_rate)
         if validation is not None:
-            (record.validation_accuracy, record.validation_cost,
-             record.never_predicted) = validation
+            (record.validation_accuracy, record.validation_cost, record.never_predicted,
+             record.predicted_counts, record.label_counts) = validation
         record.seconds = carried[1] + time.perf_counter() - start
         return record
 
@@ -336,7 +338,8 @@ class Trainer:
         return self.comm.allreduce(self._validation_vector(share))
 
     def _validation_vector(self, data: DeviceDataset):
-        """Device vector ``[correct, cost_sum, count of each predicted class...]``."""
+        """Device vector ``[correct, cost_sum, count of each predicted class..., count of each
+        label...]``."""
         net, xp = self.net, self.net.xp
         outputs, cost = net.outputs_and_cost(data.x, data.targets)
         predicted = xp.argmax(outputs, axis=1)
@@ -344,21 +347,24 @@ class Trainer:
         correct = xp.sum(xp.astype(predicted == data.labels, dtype))
         classes = xp.arange(data.n_classes, dtype=predicted.dtype, device=net.backend.device)
         counts = xp.sum(xp.astype(xp.expand_dims(predicted, axis=1) == classes, dtype), axis=0)
-        return xp.concat([xp.stack([correct, xp.astype(cost, dtype)]), counts])
+        truth = xp.sum(xp.astype(xp.expand_dims(data.labels, axis=1) == classes, dtype), axis=0)
+        return xp.concat([xp.stack([correct, xp.astype(cost, dtype)]), counts, truth])
 
-    def evaluate(self, data: DeviceDataset) -> tuple[float, float, list[int]]:
-        """Accuracy, mean cost and the classes never predicted on a staged split (one
-        transfer)."""
+    def evaluate(self, data: DeviceDataset) -> tuple:
+        """Accuracy, mean cost, the classes never predicted, and the counts of each predicted
+        class and of each label on a staged split (one transfer)."""
         share = self.validation if data is self.data.validation else self._share(data)
         assert share is not None
         with self.net.backend.activate():
             values = _host_values(self._validation_sums(share))
         return self._validation_values(values, len(data))
 
-    def _validation_values(self, values, n: int) -> tuple[float, float, list[int]]:
-        counts = values[2:]
-        missing = [int(c) for c in range(len(counts)) if counts[c] == 0]
-        return float(values[0]) / n, float(values[1]) / n, missing
+    def _validation_values(self, values, n: int) -> tuple:
+        k = (len(values) - 2) // 2
+        counts = [int(round(float(c))) for c in values[2:2 + k]]
+        labels = [int(round(float(c))) for c in values[2 + k:2 + 2 * k]]
+        missing = [c for c in range(k) if counts[c] == 0]
+        return float(values[0]) / n, float(values[1]) / n, missing, counts, labels
 
     def _epoch_summary(self, epoch: int, first_batch: int, costs: list):
         """The epoch's summed cost and validation values, from one device-to-host transfer;

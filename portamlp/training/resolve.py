@@ -21,6 +21,7 @@ from ..checks import check_dtype, suggestion
 from ..distributed import Communicator, communicator
 from ..errors import warn
 from ..files.checkpoints import Checkpoint, checkpoint_path, load_checkpoint
+from ..files.models import load
 from ..files.writing import check_writable_folder, temporary_files
 from ..nn.inputs import host_numeric, label_range
 from ..nn.network import Network
@@ -115,6 +116,8 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
         check_writable_folder(checkpoint)  # before training, not at the first checkpoint
         for stale in temporary_files(checkpoint_path(checkpoint)):  # left by a killed write
             stale.unlink(missing_ok=True)
+    if isinstance(network, (str, os.PathLike)):  # a model file (or a checkpoint's network)
+        network = load(network, options["backend"], options["device"])
     if network is not None:
         _adopt_network(network, config, given)
     elif options["optimizer_state"] is not None:
@@ -132,6 +135,9 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
     # read leniently: an earlier release saved every optimizer's)
     cfg = TrainConfig(**{k: config[k] for k in CONFIG_NAMES},
                       optimizer_options={k: v for k, v in config.items() if k not in CONFIG_NAMES})
+    if cfg.validation_split and not data.own:
+        raise ValueError("validation_split divides your own x and y; a named data set takes "
+                         "its validation rows from its training file: use validation_length")
     if data.own:
         for name in ("dataset", "scale"):
             if name in given:
@@ -243,7 +249,8 @@ def _saved_options(saved: dict[str, Any]) -> dict[str, Any]:
 def _adopt_network(network: Network, config: dict, given: set) -> None:
     """A given network's layers, activation, cost and dtype win (conflicts are errors)."""
     if not isinstance(network, Network):
-        raise TypeError(f"network must be a portamlp.Network, got {type(network).__name__}")
+        raise TypeError(f"network must be a portamlp.Network or the path of a model file, got "
+                        f"{type(network).__name__}")
     own = {"activation": network.activation, "cost": network.cost, "dtype": network.dtype,
            "layers": network.layers}
     for key, value in own.items():

@@ -75,7 +75,7 @@ def _on_every_rank(func: Callable[_P, _R]) -> Callable[_P, _R]:
 @_on_every_rank
 def train(*, layers: Sequence[int] | str | None = None, train_length: int | None = None,
           validation_length: int | None = None, test_length: int | None = None,
-          batch_size: int = 10, epochs: int = 5, learning_rate: float = 3.0,
+          validation_split: float = 0.0, batch_size: int = 10, epochs: int = 5, learning_rate: float = 3.0,
           learning_rate_schedule: str | Callable[[int], float] = "constant",
           warmup_epochs: int = 0, decay_factor: float = 0.1, decay_every: int = 10,
           plateau_patience: int = 3, activation: str = "sigmoid",
@@ -152,11 +152,8 @@ def execute(run: Run) -> TrainResult:
         net = _make_network(run, rng)
         data = stage_splits(cfg, net, source.x, source.y, source.validation_data,
                             source.test_data, source.sample_weight, source.root,
-                            source.download)
-        if len(data.train) % cfg.batch_size:
-            warn(f"train_length={len(data.train)} is not a multiple of batch_size="
-                 f"{cfg.batch_size}; the last mini-batch of each epoch has "
-                 f"{len(data.train) % cfg.batch_size} samples")
+                            source.download,
+                            fresh=run.network is None and run.checkpoint is None)
         with memory_phase("allocating the optimizer state", be,
                           "use smaller layers or optimizer='sgd' without momentum"):
             opt = make_optimizer(cfg.optimizer, net.parameters(), be,
