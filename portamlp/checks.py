@@ -47,8 +47,17 @@ def is_number(value: Any) -> bool:
         type(value).__name__ != "bool_"
 
 
+#: What other libraries (and habit) call portamlp's options: a name here that is not an option
+#: gets the option as its suggestion.
+OTHER_NAMES = {"lr": "learning_rate", "eta": "learning_rate",
+               "learning_rate_init": "learning_rate", "n_epochs": "epochs",
+               "num_epochs": "epochs", "max_iter": "epochs", "hidden_layer_sizes": "layers",
+               "loss": "cost", "batch": "batch_size", "random_state": "seed"}
+
+
 def suggestion(value: Any, choices: Iterable[str]) -> str:
-    """``" (did you mean 'relu'?)"`` for a near miss of one of ``choices``, else ``""``."""
+    """``" (did you mean 'relu'?)"`` for a near miss of one of ``choices`` (or another
+    library's name for one, :data:`OTHER_NAMES`), else ``""``."""
     if not isinstance(value, str):
         return ""
     choices = [str(c) for c in choices]
@@ -56,6 +65,10 @@ def suggestion(value: Any, choices: Iterable[str]) -> str:
     key = value.strip().lower().replace("-", "_")
     if key in folded:
         return f" (did you mean {folded[key]!r}?)"
+    dashes = key[:len(key) - len(key.lstrip("_"))]  # "__" for a command-line flag
+    other = OTHER_NAMES.get(key.lstrip("_"))
+    if other is not None and dashes + other in folded:
+        return f" (did you mean {folded[dashes + other]!r}?)"
     close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.75)
     return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 

@@ -206,8 +206,14 @@ def test_misclassified_grid_draws_other_square_sizes_and_refuses_vectors(tmp_pat
         plot_misclassified(rng.random((4, 10)), truth, predicted, tmp_path / "no.png")
 
 
-def test_flags_are_exact_as_options_are(tmp_path):
+def test_flags_are_exact_as_options_are(tmp_path, capsys):
     """A prefix is not a flag (argparse would take ``--epoch`` for ``--epochs``)."""
     proc = run("train", "--epoch", "3", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "unrecognized arguments: --epoch 3 (did you mean '--epochs'?)" in proc.stderr
+    from portamlp.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--lr", "0.1"])
+    assert exit_.value.code == 2
+    assert "--lr 0.1 (did you mean '--learning-rate'?)" in capsys.readouterr().err

@@ -171,6 +171,12 @@ def test_hyper_parameters_belong_to_their_optimizer():
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'.*did you mean "
                                         "'epochs'"):
         portamlp.train(epoch=3)
+    # other libraries' names for an option get it as their suggestion
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lr' \\(did you mean "
+                                        "'learning_rate'\\?\\)"):
+        portamlp.train(lr=0.1)
+    with pytest.raises(TypeError, match="'max_iter' \\(did you mean 'epochs'\\?\\)"):
+        portamlp.train(max_iter=3)
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         portamlp.train(nesterov=True, epochs=1)
     # an earlier run record lists every optimizer's hyper-parameters: the defaults of the others
