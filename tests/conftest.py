@@ -2,12 +2,13 @@
 
 The cases are the backend entries' (``Library.test_devices``): NumPy and array-api-strict always
 run (array-api-strict on its non-default ``device1``, which catches arrays created on the wrong
-device); PyTorch when installed; CuPy when a CUDA device is usable. The others are skipped with
-the reason :func:`portamlp.available_backends` gives.
+device); PyTorch and JAX when installed; CuPy when a CUDA device is usable. The others are
+skipped with the reason :func:`portamlp.available_backends` gives.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -17,6 +18,13 @@ import portamlp
 from portamlp.backends import LIBRARIES, Backend
 from portamlp.backends.numpy import NumPy
 from portamlp.backends.writes import NewArrays
+
+if importlib.util.find_spec("jax") is not None:
+    # JAX computes in 32 bits unless told: the float64 cases need its 64-bit mode (the
+    # refusal without it is tested with the mode switched off for the test)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
 
 _AVAILABLE = portamlp.available_backends()
 #: (backend name, device) pairs the cross-backend tests run on.

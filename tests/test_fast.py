@@ -62,8 +62,8 @@ def test_blockers_name_each_reason():
     assert fast.blockers(_Net(), _optimizer(), cfg, **ok) == []
     assert fast.blockers(_Net(activation="relu", cost="cross_entropy"), _optimizer("adam"), cfg,
                          **ok) == []
-    assert "CuPy backend (this run uses numpy)" in fast.blockers(_Net("numpy"), _optimizer(),
-                                                                 cfg, **ok)[0]
+    reasons = fast.blockers(_Net("numpy"), _optimizer(), cfg, **ok)
+    assert "CuPy or JAX backend (this run uses numpy)" in reasons[0]
     for option, value, reason in [("dropout", 0.5, "dropout"), ("input_dropout", 0.2, "dropout"),
                                   ("max_norm", 3.0, "max_norm")]:
         changed = _Config()
@@ -118,7 +118,7 @@ def test_numpy_runs_record_the_portable_step(tmp_path):
 
 
 def test_train_on_numpy_with_the_fast_path_required_says_why_it_cannot():
-    with pytest.raises(ValueError, match="needs the CuPy backend"):
+    with pytest.raises(ValueError, match="needs the CuPy or JAX backend"):
         portamlp.train(backend="numpy", fast_path="on", epochs=1, train_length=100,
                        validation_length=0, test_length=10, progress=False)
     with pytest.raises(ValueError, match="did you mean 'off'"):

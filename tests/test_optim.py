@@ -40,7 +40,8 @@ def test_sgd_matches_the_update_rule(backend, rng, momentum, nesterov):
             w, b = w + vw, b + vb
     np.testing.assert_allclose(to_numpy(params[0]), w, rtol=1e-12)
     np.testing.assert_allclose(to_numpy(params[1]), b, rtol=1e-12)
-    assert [id(p) for p in params] == ids
+    # in place where the library allows it (buffers keep their identity); new arrays on JAX
+    assert ([id(p) for p in params] == ids) == backend.in_place
 
 
 def test_adam_matches_the_update_rule(backend, rng):

@@ -603,6 +603,21 @@ def test_load_refuses_a_plain_network_file(blobs, tmp_path):
 
 
 # ------------------------------------------------------------- array API dispatch
+def test_array_api_dispatch_follows_jax_arrays(blobs):
+    jax = pytest.importorskip("jax", reason='needs JAX: pip install "portamlp[jax]"')
+    x, y = blobs
+    X, Y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.03,
+                        random_state=0)
+    with warnings.catch_warnings(), sklearn.config_context(array_api_dispatch=True):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, Y)
+        assert est.network_.backend.name == "jax"
+        predicted, proba = est.predict(X), est.predict_proba(X)
+        assert isinstance(predicted, jax.Array) and isinstance(proba, jax.Array)
+        assert est.score(X, Y) > 0.7
+
+
 def test_array_api_dispatch_trains_where_the_data_lives(blobs):
     xp = pytest.importorskip("array_api_strict")
     x, y = blobs

@@ -84,6 +84,10 @@ class Library:
             return f"{(exc.name or self.module).split('.')[0]} is not installed"
         return None
 
+    def dtype_problem(self, dtype: str) -> str | None:
+        """Why the library cannot compute in ``dtype`` ("float32", "float64") here, or None."""
+        return None
+
     def install_hint(self, reason: str) -> str:
         """What to run for ``reason``: the library's own install, or the install of another
         package it needs (array-api-compat's, for NumPy's namespace)."""
@@ -222,8 +226,13 @@ class Backend:
 
     def dtype(self, dtype: Any) -> Any:
         """The namespace's floating dtype for ``"float32"``/``"float64"`` (or any dtype object of
-        that name, e.g. ``numpy.float64``); ``None`` means float32."""
-        return getattr(self.xp, check_dtype(dtype))
+        that name, e.g. ``numpy.float64``); ``None`` means float32. A dtype the library cannot
+        compute in here is a ValueError that says why (JAX's float64 without its 64-bit mode)."""
+        name = check_dtype(dtype)
+        problem = self.library.dtype_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return getattr(self.xp, name)
 
     def asarray(self, host_array: Any, dtype: Any = None) -> Any:
         """Move a host (NumPy-compatible) array to this backend's device, optionally casting it."""

@@ -40,7 +40,10 @@ GRAPH_STEPS = 100
 #: refuses under CuPy) and keeps its fused elementwise kernels.
 MAX_STEP_FLOPS = 2e9
 #: The backends that have a fast step, and the module holding its ``FastEpoch``.
-FAST_STEPS = {"cupy": "portamlp.fast.cuda"}
+FAST_STEPS = {"cupy": "portamlp.fast.cuda", "jax": "portamlp.fast.xla"}
+#: The fast steps generated from the entries' kernel code (the others compile the portable
+#: step itself, so every activation, cost and optimizer runs on them).
+KERNEL_CODE = ("cupy",)
 #: The first slots of the hyper-parameter vector the kernels read (set once per epoch); the
 #: optimizer rule's own values follow (``HP(i)`` in its code).
 HYPER_PARAMETERS = ("learning_rate", "weight_decay", "step0")
@@ -67,14 +70,17 @@ def blockers(network: Any, optimizer: Any, config: Any, *, sample_weight: bool =
     if backend not in FAST_STEPS:
         out.append(f"it needs the {' or '.join(_names(FAST_STEPS))} backend (this run uses "
                    f"{backend})")
-    activation = get_activation(network.activation)
-    if not activation.has_kernel:
-        out.append(f"activation {activation.name!r} has no kernel code (Activation.kernel_f)")
-    cost = get_cost(network.cost)
-    if cost.kernel_row is None:
-        out.append(f"cost {cost.name!r} has no kernel code (Cost.kernel_row)")
-    if optimizer.kernel_rule() is None:
-        out.append(f"optimizer {optimizer.name!r} has no kernel code (Optimizer.kernel_rule)")
+    if backend not in FAST_STEPS or backend in KERNEL_CODE:
+        activation = get_activation(network.activation)
+        if not activation.has_kernel:
+            out.append(f"activation {activation.name!r} has no kernel code "
+                       "(Activation.kernel_f)")
+        cost = get_cost(network.cost)
+        if cost.kernel_row is None:
+            out.append(f"cost {cost.name!r} has no kernel code (Cost.kernel_row)")
+        if optimizer.kernel_rule() is None:
+            out.append(f"optimizer {optimizer.name!r} has no kernel code "
+                       "(Optimizer.kernel_rule)")
     if config.dropout or config.input_dropout:
         out.append("dropout is not in the fast step")
     if config.max_norm is not None:
@@ -87,7 +93,7 @@ def blockers(network: Any, optimizer: Any, config: Any, *, sample_weight: bool =
 
 
 def _names(steps: dict[str, str]) -> list[str]:
-    return [{"cupy": "CuPy"}.get(name, name) for name in steps]
+    return [{"cupy": "CuPy", "jax": "JAX"}.get(name, name) for name in steps]
 
 
 def uses_graphs(layers, batch_size: int) -> bool:

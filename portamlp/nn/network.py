@@ -150,6 +150,7 @@ class Network:
         cost_ = get_cost(cost)
         dtype = check_dtype(dtype)
         be = get_backend(backend, device)
+        be.dtype(dtype)  # refused here when the library cannot compute in it (JAX's float64)
         itemsize = 8 if dtype == "float64" else 4
         n_params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:]))
         with memory_phase(f"drawing the initial weights of layers {list(layers)} "

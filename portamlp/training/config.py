@@ -219,9 +219,10 @@ class TrainConfig:
                               default_text="fresh entropy, recorded in the result")
     threads: int | None = option(None, "BLAS threads on the CPU", _threads, kind="int",
                                  default_text="1 for small products, else the idle cores")
-    fast_path: str = option("auto", f"CuPy only: fused CUDA kernels, {GRAPH_STEPS} steps per "
-                            "CUDA graph; auto uses them where they apply, on insists, off keeps "
-                            "the portable Array-API step",
+    fast_path: str = option("auto", f"CuPy: fused CUDA kernels, {GRAPH_STEPS} steps per CUDA "
+                            "graph; JAX: the epoch compiled into one program; auto uses them "
+                            "where they apply, on insists, off keeps the portable Array-API "
+                            "step",
                             _one_of(lambda: FAST_PATH_MODES), kind="str",
                             choices=lambda: FAST_PATH_MODES)
     optimizer_options: dict[str, Any] = option(
@@ -435,8 +436,11 @@ class TrainResult:
     #: The optimizer's state at the end (``{"arrays": {...}, "scalars": {...}}``, arrays on the
     #: device): pass it as ``train(network=..., optimizer_state=...)`` to continue exactly.
     optimizer_state: dict[str, Any] | None = None
-    #: Whether the fast CuPy step trained (see the ``fast_path`` option), else the portable one.
+    #: Whether a fast step trained (CuPy's kernels or JAX's compiled epoch; see the
+    #: ``fast_path`` option), else the portable one.
     fast_step: bool = False
+    #: Seconds spent compiling the fast step (JAX), not counted in the epochs' seconds.
+    compile_seconds: float = 0.0
 
 
 if __name__ == "__main__":  # python -m portamlp.training.config: the README's options table

@@ -3,9 +3,10 @@
 After every epoch the trainer fills an :class:`EpochState` and hands it to its hooks in order:
 the learning-rate schedule (:class:`Schedule`), early stopping (:class:`Stopping`), checkpoints
 (:class:`Checkpointing`), the advice about a collapsed run (:class:`Collapse`) and about dead
-classes (:class:`DeadClasses`), and the caller's callbacks (:class:`Callbacks`). Any hook may ask to stop (``state.stop = True``). A hook that
-has state saves it in checkpoints under its ``name`` (plain data) and, for device arrays, under
-``<name>.<key>`` tensors; a resumed run gives it back.
+classes (:class:`DeadClasses`), and the caller's callbacks (:class:`Callbacks`). Any hook may
+ask to stop (``state.stop = True``). A hook that has state saves it in checkpoints under its
+``name`` (plain data) and, for device arrays, under ``<name>.<key>`` tensors; a resumed run
+gives it back.
 
 The schedule and early stopping watch the same monitored value with the same rule for an
 improvement (:class:`~portamlp.training.stopping.Monitor`).

@@ -16,7 +16,6 @@ on a GPU, their addresses), and as new arrays where it does not. L2 ``weight_dec
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -261,9 +260,10 @@ class Adam(Optimizer):
 
     def update(self, grads: list, scale: float) -> None:
         b1, b2, wd, t = self.beta1, self.beta2, self.weight_decay, self.t
-        # Bias corrections folded into the step size (Kingma & Ba, section 2).
-        step = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        eps_hat = self.epsilon * math.sqrt(1.0 - b2 ** t)
+        # Bias corrections folded into the step size (Kingma & Ba, section 2); ``** 0.5``, not
+        # math.sqrt, so that a traced step count (JAX's compiled step) flows through.
+        step = self.learning_rate * (1.0 - b2 ** t) ** 0.5 / (1.0 - b1 ** t)
+        eps_hat = self.epsilon * (1.0 - b2 ** t) ** 0.5
         xp, write, params = self.xp, self.write, self.params
         for i, g in enumerate(grads):
             p = params[i]

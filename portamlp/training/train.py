@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..backends import Backend, memory_phase
 from ..distributed import Communicator, communicator
-from ..errors import DivergenceError, TrainingInterrupted, warn
+from ..errors import DivergenceError, TrainingInterrupted
 from ..files.checkpoints import RunPosition
 from ..nn.init import make_rng
 from ..nn.network import Network
@@ -75,7 +75,8 @@ def _on_every_rank(func: Callable[_P, _R]) -> Callable[_P, _R]:
 @_on_every_rank
 def train(*, layers: Sequence[int] | str | None = None, train_length: int | None = None,
           validation_length: int | None = None, test_length: int | None = None,
-          validation_split: float = 0.0, batch_size: int = 10, epochs: int = 5, learning_rate: float = 3.0,
+          validation_split: float = 0.0, batch_size: int = 10, epochs: int = 5,
+          learning_rate: float = 3.0,
           learning_rate_schedule: str | Callable[[int], float] = "constant",
           warmup_epochs: int = 0, decay_factor: float = 0.1, decay_every: int = 10,
           plateau_patience: int = 3, activation: str = "sigmoid",
@@ -185,7 +186,8 @@ def execute(run: Run) -> TrainResult:
                        stopped_early=stopped, best_epoch=best,
                        optimizer_state={"arrays": opt.state_arrays(), "scalars": opt.scalars(),
                                         "optimizer": cfg.optimizer},
-                       fast_step=trainer.fast is not None)
+                       fast_step=trainer.fast is not None,
+                       compile_seconds=getattr(trainer.fast, "compile_seconds", 0.0))
 
 
 def _make_network(run: Run, rng) -> Network:
