@@ -11,7 +11,7 @@ import numpy as np
 
 from ..datasets.registry import class_names
 from ..errors import warn
-from ..files.run_records import read_run_record, run_record_path
+from ..files.run_records import load_run_record, read_run_record, run_record_path
 from .common import CLIError, add_common
 
 __all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot",
@@ -264,19 +264,21 @@ def cmd_plot(args) -> int:
     if not path.name.endswith(".run.json"):
         path = run_record_path(path)
     try:
-        record = json.loads(path.read_text())
-        history = record["history"]
-    except FileNotFoundError:
-        raise CLIError(f"{path}: no such run record") from None
-    except (ValueError, KeyError, TypeError):
-        raise CLIError(f"{path}: not a portamlp run record (no 'history')") from None
+        record = load_run_record(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    history = record["history"]
     output = args.output or path.with_name(path.name[: -len(".run.json")] + ".png")
     if output.exists() and not args.force:
         raise CLIError(f"{output} already exists; pass --force to replace it or -o another path")
     options = record.get("options", {})
     title = "-".join(str(s) for s in options.get("layers") or []) + \
         f" {options.get('activation', '')}/{options.get('cost', '')}"
-    plot_history(history, output, title=title.strip())
+    try:
+        plot_history(history, output, title=title.strip())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CLIError(f"{path}: its history cannot be drawn ({type(exc).__name__}: "
+                       f"{str(exc)[:100]})") from None
     if not args.quiet:
         print(f"wrote {output}")
     return 0

@@ -37,16 +37,22 @@ import numpy as np
 
 from ..backends import Backend, to_numpy
 from ..checks import check_float, check_int
-from .fields import MAX_FILE_BYTES, check_dtype_field, fail
+from .fields import MAX_FILE_BYTES, check_dtype_field, fail, shorten
 from .run_records import EpochRecord
-from .safetensors_format import encode_safetensors, from_tensors, read_safetensors
+from .safetensors_format import (
+    check_model_header,
+    encode_safetensors,
+    from_tensors,
+    read_safetensors,
+)
 from .writing import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ..nn.network import Network
 
 __all__ = ["CHECKPOINT_NAME", "CHECKPOINT_KEY", "RunPosition", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "checkpoint_path", "is_checkpoint", "network_fields"]
+           "load_checkpoint", "checkpoint_path", "is_checkpoint", "network_fields",
+           "check_header"]
 
 #: A checkpoint directory's file.
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -61,6 +67,8 @@ _DOCUMENT_KEYS = {"kind", "version", "config", "position", "own_data", "extra", 
                   "optimizer_scalars"}
 _NETWORK_KEYS = {"layers", "activation", "cost", "dtype", "preprocessing"}
 _POSITION_KEYS = {"epoch", "batch", "cost_sum", "loss_sum", "seconds", "history", "rng_state"}
+#: The prefixes of a checkpoint's tensor names.
+_TENSOR_PREFIXES = ("network.", "optimizer.", "state.")
 
 
 def checksum(document: str, tensors: dict[str, np.ndarray]) -> str:
@@ -201,26 +209,50 @@ def _document(meta: dict[str, str], path) -> dict[str, Any]:
     return doc
 
 
+def _network_meta(doc: dict[str, Any], path) -> dict[str, str]:
+    """The run state's ``network`` entry as a model file's metadata (strings)."""
+    net = doc.get("network")
+    if not isinstance(net, dict):
+        raise fail(path, "checkpoint field 'network' is missing or not an object")
+    for key in ("activation", "cost"):
+        if not isinstance(net.get(key), str):
+            raise fail(path, f"checkpoint field 'network.{key}' must be a string, got "
+                             f"{shorten(net.get(key))}")
+    try:
+        net_meta = {"layers": json.dumps(net.get("layers")), "activation": net["activation"],
+                    "cost": net["cost"]}
+        if net.get("preprocessing") is not None:
+            net_meta["preprocessing"] = json.dumps(net["preprocessing"])
+    except (ValueError, RecursionError):
+        raise fail(path, "checkpoint field 'network' is nested too deeply") from None
+    return net_meta
+
+
+def _network_tensors(tensors: dict[str, Any]) -> dict[str, Any]:
+    """The network's tensors (or header entries) of a checkpoint, named as in a model file."""
+    prefix = "network."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def check_header(entries: dict[str, tuple[str, tuple[int, ...]]], meta: dict[str, str],
+                 path) -> None:
+    """A checkpoint file's header check (see :func:`read_safetensors`): the network's tensor
+    names, dtypes and shapes agree with its run state, and no tensor is of another kind; before
+    any tensor data is read."""
+    unexpected = [k for k in entries if not k.startswith(_TENSOR_PREFIXES)]
+    if unexpected:
+        raise fail(path, f"unexpected tensors {shorten(unexpected)} in a checkpoint")
+    check_model_header(_network_tensors(entries), _network_meta(_document(meta, path), path),
+                       path)
+
+
 def network_fields(tensors: dict[str, np.ndarray], meta: dict[str, str],
                    path) -> dict[str, Any]:
     """The network inside a checkpoint file: tensors ``network.<i>.weight``/``.bias`` and the
     ``network`` entry of its run state, validated like a model file."""
     doc = _document(meta, path)
-    net = doc.get("network")
-    if not isinstance(net, dict):
-        raise fail(path, "checkpoint field 'network' is missing or not an object")
-    prefix = "network."
-    own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    net_meta = {"layers": json.dumps(net.get("layers"))}
-    for key in ("activation", "cost"):
-        if not isinstance(net.get(key), str):
-            raise fail(path, f"checkpoint field 'network.{key}' must be a string, got "
-                             f"{net.get(key)!r}")
-        net_meta[key] = net[key]
-    if net.get("preprocessing") is not None:
-        net_meta["preprocessing"] = json.dumps(net["preprocessing"])
-    fields = from_tensors(own, net_meta, path)
-    fields["dtype"] = check_dtype_field(net.get("dtype", fields["dtype"]), path,
+    fields = from_tensors(_network_tensors(tensors), _network_meta(doc, path), path)
+    fields["dtype"] = check_dtype_field(doc["network"].get("dtype", fields["dtype"]), path,
                                         "network.dtype")
     return fields
 
@@ -246,7 +278,8 @@ def load_checkpoint(location) -> Checkpoint:
     path = location if location.is_file() else checkpoint_path(location)
     if not path.is_file():
         raise FileNotFoundError(f"{location}: no checkpoint ({CHECKPOINT_NAME}) to resume from")
-    tensors, meta = read_safetensors(path, MAX_FILE_BYTES)
+    tensors, meta = read_safetensors(path, MAX_FILE_BYTES,
+                                     lambda entries, meta: check_header(entries, meta, path))
     doc = _document(meta, path)
     if doc.get("kind") != _KIND:
         raise fail(path, f"not a portamlp checkpoint (field 'kind' is {doc.get('kind')!r})")
@@ -289,8 +322,8 @@ def load_checkpoint(location) -> Checkpoint:
         if not np.all(np.isfinite(array)):
             raise fail(path, f"optimizer tensor {name!r} holds NaN or infinity")
     state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
-    unexpected = [k for k in tensors if not k.startswith(("network.", prefix, "state."))]
+    unexpected = [k for k in tensors if not k.startswith(_TENSOR_PREFIXES)]
     if unexpected:
-        raise fail(path, f"unexpected tensors {unexpected} in a checkpoint")
+        raise fail(path, f"unexpected tensors {shorten(unexpected)} in a checkpoint")
     return Checkpoint(path, fields, opt, doc["optimizer_scalars"], doc["config"], position,
                       doc["own_data"], doc["extra"], state)

@@ -18,8 +18,14 @@ from ..nn.network import Network
 from . import checkpoints
 from .fields import MAX_FILE_BYTES
 from .json_format import encode_json, from_document, read_json, to_document
-from .safetensors_format import encode_safetensors, from_tensors, read_safetensors, to_tensors
-from .writing import atomic_write_bytes, format_of
+from .safetensors_format import (
+    check_model_header,
+    encode_safetensors,
+    from_tensors,
+    read_safetensors,
+    to_tensors,
+)
+from .writing import FORMATS, atomic_write_bytes, format_of
 
 __all__ = ["save", "load"]
 
@@ -64,15 +70,25 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
         The file is not a valid model file; the message names the field and what was expected.
     FileNotFoundError
         No such file.
+    IsADirectoryError
+        A folder that is not a checkpoint's; the message names the model files in it.
     """
     path = Path(path)
     if path.is_dir() and checkpoints.checkpoint_path(path).is_file():
         path = checkpoints.checkpoint_path(path)
+    if path.is_dir():
+        raise IsADirectoryError(_folder_message(path))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     kind = format or ("safetensors" if path.suffix.lower() == ".safetensors" else "json")
     if kind == "safetensors":
-        tensors, meta = read_safetensors(path, max_bytes)
+        def check_header(entries, meta):  # before any tensor data is read
+            if checkpoints.is_checkpoint(meta):
+                checkpoints.check_header(entries, meta, path)
+            else:
+                check_model_header(entries, meta, path, activation, cost)
+
+        tensors, meta = read_safetensors(path, max_bytes, check_header)
         if checkpoints.is_checkpoint(meta):
             fields = checkpoints.network_fields(tensors, meta, path)
         else:
@@ -85,3 +101,21 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
         fields = from_document(read_json(path, max_bytes), path)
     return Network.from_arrays(fields.pop("weights"), fields.pop("biases"), backend=backend,
                                device=device, **fields)
+
+
+def _folder_message(folder: Path) -> str:
+    """What to pass instead of a folder that holds no checkpoint: the model files in it."""
+    try:
+        names = sorted(p.name for p in folder.iterdir()
+                       if p.suffix.lower() in FORMATS and not p.name.endswith(".run.json")
+                       and p.is_file())
+    except OSError:  # a folder that cannot be listed
+        names = []
+    if names:
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        instead = f"pass one of the model files in it ({listed})"
+    else:
+        instead = (f"it holds no model file ({', '.join('*' + s for s in FORMATS)}); pass the "
+                   "path of a model file")
+    return (f"{folder} is a folder, not a model file: {instead}, or a checkpoint folder (one "
+            f"holding {checkpoints.CHECKPOINT_NAME})")

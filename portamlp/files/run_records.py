@@ -22,7 +22,7 @@ from ..errors import warn
 from .writing import atomic_write_bytes
 
 __all__ = ["EpochRecord", "packages", "package_versions", "environment", "run_record_path",
-           "read_run_record", "write_run_record"]
+           "read_run_record", "load_run_record", "write_run_record"]
 
 
 @dataclass
@@ -131,6 +131,21 @@ def read_run_record(model: Path) -> dict[str, Any]:
     if problem is not None:
         warn(f"{path}: ignoring this run record: {problem}")
         return {}
+    return record
+
+
+def load_run_record(path: Path) -> dict[str, Any]:
+    """A run record read for its history (``portamlp plot``): FileNotFoundError when there is
+    none, ValueError naming what is wrong with one that cannot be used."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such run record")
+    record, problem = _read_record(path)
+    if problem is None and not (isinstance(record, dict)
+                                and isinstance(record.get("history"), list)
+                                and all(isinstance(h, dict) for h in record["history"])):
+        problem = "it has no 'history' list of epochs"
+    if problem is not None:
+        raise ValueError(f"{path}: not a usable portamlp run record: {problem}")
     return record
 
 
