@@ -93,8 +93,8 @@ def time_requests(url: str, bodies: list[bytes], n: int, warmup: int) -> list[fl
 def time_steps(model: Path, bodies: list[bytes]) -> dict[str, float]:
     """Median milliseconds of each step the server takes, run here on the same bodies."""
     import portamlp
-    from portamlp.images import prepare_digit
     from portamlp.cli.serve import decode_image
+    from portamlp.images import prepare_digit
 
     net = portamlp.load(model)
     prep = net.preprocessing

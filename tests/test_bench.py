@@ -31,6 +31,23 @@ def test_compare_quick_reports_ratios_memory_and_import(tmp_path):
 
 
 @pytest.mark.slow
+def test_jax_compare_reports_every_side_and_the_compile_time(tmp_path):
+    pytest.importorskip("jax", reason='pip install "portamlp[jax]"')
+    pytest.importorskip("torch")
+    out_file = tmp_path / "jax.json"
+    out = _run("jax_compare.py", "--quick", "--output", str(out_file))
+    assert "compiled JAX / plain NumPy loop:" in out and "compiling the JAX epoch:" in out
+    first, second = json.loads(out_file.read_text())["rows"]
+    assert set(first["seconds"]) == {"jax compiled", "numpy loop", "portamlp numpy",
+                                     "jax uncompiled"}
+    assert set(second["seconds"]) == {"jax compiled", "portamlp numpy", "pytorch eager"}
+    assert all(s > 0 for s in first["compile_seconds"] + second["compile_seconds"])
+    # the same seed and data: the compiled epoch learns what portamlp on NumPy learns
+    assert first["accuracy"]["jax compiled"] == pytest.approx(
+        first["accuracy"]["portamlp numpy"], abs=0.02)
+
+
+@pytest.mark.slow
 def test_versions_compares_this_tree_with_a_revision_in_fresh_processes(tmp_path):
     out_file = tmp_path / "versions.json"
     out = _run("versions.py", "--quick", "--against", "HEAD", "--output", str(out_file))

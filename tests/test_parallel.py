@@ -75,10 +75,15 @@ def write_script(tmp_path: Path, name: str, body: str) -> Path:
 #: What the scripts share: small data, run options and a summary of a result, also used here to
 #: run the same trainings in one process.
 COMMON = textwrap.dedent('''
-    import json, os, signal, sys
+    import importlib.util, json, os, signal, sys
     import numpy as np
     import portamlp
     from portamlp.distributed import communicator
+
+    JAX = importlib.util.find_spec("jax") is not None
+    if JAX:  # float64 on JAX needs its 64-bit mode
+        import jax
+        jax.config.update("jax_enable_x64", True)
 
 
     def data(rows=203):
@@ -109,6 +114,9 @@ COMMON = textwrap.dedent('''
             "early": dict(common, layers=[12, 6, 4], batch_size=10, epochs=8,
                           learning_rate=3.0, early_stopping=True, patience=1,
                           backend="numpy"),
+            # JAX: arrays that cannot be written in place, through the host to MPI
+            **({"jax": dict(common, layers=[12, 8, 4], batch_size=16, epochs=2, momentum=0.5,
+                            learning_rate=0.5, backend="jax")} if JAX else {}),
         }
 
 

@@ -76,6 +76,8 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
     if "dask" in code:
         pytest.importorskip("dask.distributed", reason='pip install "portamlp[dask]"')
     monkeypatch.setattr(portamlp, "train", small_train)
+    if "import jax" in code:
+        pytest.importorskip("jax", reason='pip install "portamlp[jax]"')
     if "torch" in code:
         pytest.importorskip("torch")
         pytest.importorskip("safetensors")
