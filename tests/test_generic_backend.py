@@ -55,19 +55,6 @@ def test_dask_arrays_train_and_predict_where_they_live():
     assert all(len(dict(p.__dask_graph__())) <= 2 for p in net.parameters())
 
 
-def test_jax_arrays_train_through_the_generic_entry_without_in_place_updates():
-    jnp = pytest.importorskip("jax.numpy")
-    x, y = _data()
-    x, y = x.astype(np.float32), y.astype(np.int32)
-    result = portamlp.train(x=jnp.asarray(x), y=jnp.asarray(y), **OPTIONS)
-    net = result.network
-    assert net.backend.name == "jax" and not net.backend.in_place
-    reference = portamlp.train(x=x, y=y, **OPTIONS)
-    for p, q in zip(net.host_parameters()[0], reference.network.host_parameters()[0]):
-        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
-    assert type(net.predict(jnp.asarray(x))).__module__.startswith("jax")
-
-
 def test_a_namespace_without_what_portamlp_computes_with_is_refused_by_name():
     xp = types.ModuleType("sparse_maths", "an Array API namespace missing two functions")
     xp.__array_api_version__ = "2023.12"

@@ -71,6 +71,11 @@ def test_the_jax_backend_trains_on_the_embedded_mnist():
     assert portamlp.get_backend("jax", "cpu:0").device == jax.devices("cpu")[0]
     with pytest.raises(ValueError, match="jax sees 1 cpu device"):
         portamlp.get_backend("jax", "cpu:5")
+    if not jax.devices()[0].platform == "gpu":  # a CPU build: no CUDA device, said so
+        with pytest.raises(ValueError, match="device='cuda' is not usable with jax"):
+            portamlp.get_backend("jax", "cuda")
+    # a JAX network's backend travels in pickles and model files as its device's name
+    assert portamlp.get_backend("jax").library.device_spec(jax.devices("cpu")[0]) == "cpu:0"
 
 
 def test_float64_without_the_64_bit_mode_is_refused_not_trained_in_float32(data):

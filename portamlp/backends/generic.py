@@ -23,7 +23,7 @@ __all__ = ["Generic", "REQUIRED", "KNOWN_LIBRARIES", "installed_libraries", "gen
 
 #: Libraries array-api-compat recognises beyond those with an entry of their own, by name, with
 #: the module ``get_backend`` takes for them.
-KNOWN_LIBRARIES = {"dask": "dask.array", "jax": "jax.numpy", "ndonnx": "ndonnx",
+KNOWN_LIBRARIES = {"dask": "dask.array", "ndonnx": "ndonnx",
                    "sparse": "sparse"}
 
 
@@ -95,7 +95,7 @@ def _is_lazy(xp: Any) -> bool:
 
 
 def _library_name(xp: Any) -> str:
-    """A namespace's library, by name: ``jax.numpy`` -> ``jax``, array-api-compat's
+    """A namespace's library, by name: ``dask.array`` -> ``dask``, array-api-compat's
     ``array_api_compat.dask.array`` -> ``dask``."""
     name = getattr(xp, "__name__", type(xp).__name__)
     return name.removeprefix("array_api_compat.").split(".")[0]

@@ -253,7 +253,7 @@ def cmd_info(args) -> int:
     with_fast = [name for name in FAST_STEPS if backends.get(name)]
     fast = (f"used on {', '.join(with_fast)} where it applies (fast_path='auto')" if with_fast
             else f"needs a usable {' or '.join(FAST_STEPS)}")
-    print(f"fast step (compiled kernels, CUDA graphs): {fast}")
+    print(f"fast step (CuPy's kernels in CUDA graphs, JAX's compiled epoch): {fast}")
     return 0
 
 
