@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 import portamlp
-from portamlp.cli.images import prepare_digit
 from portamlp.cli.serve import MAX_BODY_BYTES, DigitApp, make_server
 from portamlp.datasets import Preprocessing, read_split
+from portamlp.images import prepare_digit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("PORTAMLP_CHROMIUM", "/usr/bin/chromium")
@@ -255,11 +255,12 @@ def test_requests_http_server_itself_rejects_get_json_too(server):
     answer = _raw(server, b"NONSENSE\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400") or answer.startswith(b"HTTP/1.0 400")
     assert b"application/json" in answer
-    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    host = f"127.0.0.1:{server.server_address[1]}".encode()  # its own: others get 421
+    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: " + host + b"\r\nContent-Type: "
                           b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
                           b"2\r\n{}\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 411") and b"Content-Length" in answer
-    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: " + host + b"\r\nContent-Type: "
                           b"application/json\r\nContent-Length: 999999999\r\n"
                           b"Expect: 100-continue\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413") and b"100 Continue" not in answer

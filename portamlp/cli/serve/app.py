@@ -199,7 +199,7 @@ class DigitApp:
             network saw; for an image without ink, ``{"prediction": None, "error": "no digit
             found", "detail"}`` instead of a guess.
         """
-        from ..images import BlankImageError, prepare_digit
+        from ...images import BlankImageError, prepare_digit
 
         try:
             digit = prepare_digit(image)
