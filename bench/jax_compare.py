@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import floor  # noqa: E402
 from _common import machine, write_report  # noqa: E402
 from _common import run_torch as run_torch_on  # noqa: E402
+from compare import run_floor  # noqa: E402
 
 import portamlp  # noqa: E402
 
@@ -72,19 +69,6 @@ def _portamlp(cfg, data, backend, fast_path="auto", n=None):
     return result.history[0].seconds, result.test_accuracy, result.compile_seconds
 
 
-def _floor(cfg, data):
-    x, y, xt, yt = data
-    x, y = x[:cfg["n_train"]], y[:cfg["n_train"]]
-    onehot = np.eye(10, dtype=np.float32)[y]
-    rng = np.random.default_rng(0)
-    ws, bs = floor.init(cfg["layers"], rng, he=cfg["relu"])
-    vs = [(np.zeros_like(w), np.zeros_like(b)) for w, b in zip(ws, bs)]
-    start = time.perf_counter()
-    floor.train_epoch(x, onehot, ws, bs, vs, lr=cfg["lr"], batch=cfg["batch"], rng=rng,
-                      relu=cfg["relu"], softmax=cfg["relu"], mu=cfg["momentum"])
-    return time.perf_counter() - start, floor.accuracy(xt, yt, ws, bs, relu=cfg["relu"]), 0.0
-
-
 def side(name, cfg, data):
     """One epoch of one side: ``(seconds for the row's images, accuracy, compile seconds)``."""
     if name == "jax compiled":
@@ -95,8 +79,9 @@ def side(name, cfg, data):
         return seconds * UNCOMPILED_FRACTION, accuracy, 0.0
     if name == "portamlp numpy":
         return _portamlp(cfg, data, "numpy")
-    if name == "numpy loop":
-        return _floor(cfg, data)
+    if name == "numpy loop":  # bench/floor.py, as bench/compare.py runs it
+        seconds, accuracy = run_floor(cfg, data, 1)
+        return seconds, accuracy, 0.0
     if name == "pytorch eager":
         seconds, accuracy = run_torch_on(cfg, data, 1, device="cpu", threads=2)
         return seconds, accuracy, 0.0

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from ..files.checkpoints import RunPosition
     from ..nn.network import Network
 
-__all__ = ["EpochState", "EpochHook", "Schedule", "Stopping", "Checkpointing", "Collapse",
-           "DeadClasses", "Callbacks"]
+__all__ = ["EpochState", "EpochHook", "Schedule", "Stopping", "Checkpointing", "Advice",
+           "Collapse", "DeadClasses", "Callbacks"]
 
 
 @dataclass
@@ -144,20 +144,11 @@ class Checkpointing(EpochHook):
         self.save(state.position)
 
 
-class Collapse(EpochHook):
-    """Warns once when the network has collapsed on the validation set (accuracy near chance,
-    or one class taking most predictions; see :func:`~portamlp.training.advice.collapsed`) for
-    :attr:`PATIENCE` epochs in a row or at the end of the run, naming a learning rate to try
-    (and why, when the network's width makes the rate too large)."""
+class Advice(EpochHook):
+    """A hook that reads each epoch's record and may warn: :meth:`see` takes every epoch's
+    record once more at the end of a run that stopped early (``last`` True)."""
 
-    PATIENCE = 2
-
-    def __init__(self, config: Any, layers: tuple[int, ...]) -> None:
-        self.config, self.layers = config, tuple(layers)
-        self.streak = 0
-        self.warned = False
-        self.costs: list[float] = []
-        self.last_seen: EpochRecord | None = None
+    def __init__(self) -> None:
         self.last_record: EpochRecord | None = None
 
     def after_epoch(self, state: EpochState) -> None:
@@ -170,6 +161,26 @@ class Collapse(EpochHook):
 
     def see(self, record: EpochRecord, last: bool) -> None:
         """Take one epoch's record (``last``: the run ends after it)."""
+        raise NotImplementedError
+
+
+class Collapse(Advice):
+    """Warns once when the network has collapsed on the validation set (accuracy near chance,
+    or one class taking most predictions; see :func:`~portamlp.training.advice.collapsed`) for
+    :attr:`PATIENCE` epochs in a row or at the end of the run, naming a learning rate to try
+    (and why, when the network's width makes the rate too large)."""
+
+    PATIENCE = 2
+
+    def __init__(self, config: Any, layers: tuple[int, ...]) -> None:
+        super().__init__()
+        self.config, self.layers = config, tuple(layers)
+        self.streak = 0
+        self.warned = False
+        self.costs: list[float] = []
+        self.last_seen: EpochRecord | None = None
+
+    def see(self, record: EpochRecord, last: bool) -> None:
         how = None
         if record.validation_accuracy is not None:
             how = collapsed(record.validation_accuracy, record.predicted_counts,
@@ -185,7 +196,7 @@ class Collapse(EpochHook):
                                  f"{advice}", options=options))
 
 
-class DeadClasses(EpochHook):
+class DeadClasses(Advice):
     """Warns about output classes the network never predicts on the validation set (saturated
     sigmoid outputs), once they have stayed dead for :attr:`PATIENCE` epochs or at the end of
     the run, not for a first epoch the run recovers from. The advice leaves out what the run
@@ -194,22 +205,13 @@ class DeadClasses(EpochHook):
     PATIENCE = 3
 
     def __init__(self, config: Any, layers: tuple[int, ...]) -> None:
+        super().__init__()
         self.options = dead_class_options(config, layers)
         self.previous: list[int] = []
         self.streak = 0
         self.warned: list[int] = []
-        self.last_record: EpochRecord | None = None
-
-    def after_epoch(self, state: EpochState) -> None:
-        self.last_record = state.record
-        self.see(state.record, state.last)
-
-    def at_end(self, network: Network) -> None:
-        if self.last_record is not None:  # a run stopped early ends with this epoch
-            self.see(self.last_record, last=True)
 
     def see(self, record: EpochRecord, last: bool) -> None:
-        """Take one epoch's record (``last``: the run ends after it)."""
         classes = record.never_predicted
         if record.validation_accuracy is not None and collapsed(
                 record.validation_accuracy, record.predicted_counts, record.label_counts):
