@@ -51,7 +51,10 @@ def test_the_width_limit_of_plain_sgd():
 def test_what_counts_as_collapsed():
     balanced = [1000] * 10
     assert collapsed(0.95, [1000] * 10, balanced) is None
-    assert "near chance" in collapsed(0.11, [1000] * 10, balanced)
+    assert "about what always answering the commonest class gives (10%)" in collapsed(
+        0.11, [1000] * 10, balanced)
+    # validation rows of one class show nothing about a collapse (a split of sorted rows)
+    assert collapsed(0.0, [700, 300, 0], [0, 0, 1000]) is None
     # 9,264 of 10,000 to class 0, every class predicted at least once (the newcomer's run)
     one = [9264] + [82] * 9
     message = collapsed(0.30, one, balanced)
@@ -61,6 +64,12 @@ def test_what_counts_as_collapsed():
     # two classes: half the predictions to one class is not a collapse
     assert collapsed(0.80, [700, 300], [500, 500]) is None
     assert collapsed(0.5, [], []) is None
+
+
+def test_unscaled_inputs_come_before_the_learning_rate():
+    text, options = collapse_advice(_config(), (13, 30, 3), [0.5, 0.3], largest_input=1680.0)
+    assert options == {} and "its inputs look unscaled (values up to 1680 in magnitude)" in text
+    assert "learning rate cannot make up for it" in text
 
 
 def test_collapse_advice_reads_the_training_costs():
@@ -189,6 +198,31 @@ def test_network_may_be_a_model_file(tmp_path, mnist_small):
         portamlp.train(x=x[:300], y=y[:300], network=tmp_path / "missing.json")
     with pytest.raises(TypeError, match="a portamlp.Network or the path of a model file"):
         portamlp.train(x=x[:300], y=y[:300], network=3)
+
+
+def test_a_split_of_sorted_rows_is_named_not_taken_for_a_collapse():
+    """Sorted rows (wine's are): the last fifth is one class. The run says to shuffle, and
+    neither the collapse nor the dead-class advice fires on that validation set."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 0.3, (40, 4)) for c in range(3)])
+    y = np.repeat(np.arange(3), 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        portamlp.train(x=x, y=y, validation_split=0.2, epochs=5, seed=0, learning_rate=1.0)
+    said = _messages(caught)
+    assert len(said) == 1, said
+    assert said[0].startswith("validation_data y holds only class 2: it cannot show how the "
+                              "network does across classes; the last rows of x, which "
+                              "validation_split takes, are all of one class: shuffle x and y "
+                              "together first")
+
+
+def test_a_given_network_keeps_its_pixel_scaling():
+    net = Network.initialize((784, 8, 10), seed=0)
+    net.preprocessing = portamlp.datasets.Preprocessing.from_scale(255)
+    with pytest.raises(ValueError, match=r"scale='standardize' differs from the given "
+                                         r"network's 255.0 \(pixels ÷255\)"):
+        portamlp.train(network=net, scale="standardize", epochs=1, train_length=100)
 
 
 def test_validation_split_takes_the_last_rows(mnist_small):

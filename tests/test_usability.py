@@ -135,6 +135,7 @@ def test_a_blank_image_is_no_digit(tmp_path):
     proc = run("predict", "net.json", "blank.png", "seven.png", cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert "blank.png: no digit found" in proc.stderr and proc.stdout.startswith("seven.png: ")
+    assert proc.stderr.count("blank.png") == 1  # named once
 
 
 # ----------------------------------------------------------------------------- 4. callbacks

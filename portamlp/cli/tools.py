@@ -202,7 +202,8 @@ def cmd_predict(args) -> int:
                     "class_name": classes[int(np.argmax(p))], "label": t,
                     "probabilities": [round(float(v), 6) for v in p]}
                    for n, p, t in zip(names, proba, truth)]
-    for name, why in blank:
+    for name, why in blank:  # the file's name once, then the reason without it
+        why = why.removeprefix(f"{name}: ")
         print(f"portamlp: warning: {name}: no digit found ({why})", file=sys.stderr)
     if args.json:
         print(json.dumps(results + [{"input": n, "prediction": None, "error": "no digit found"}

@@ -11,6 +11,7 @@ that look unscaled (raw pixels 0–255, raw physical units) at no extra cost.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,12 +68,14 @@ def _check_finite_device(arr: Any, xp: Any, what: str) -> float:
 
 def as_features(x: Any, backend: Backend, dtype: Any, n_in: int | None = None, *,
                 what: str = "x", layers: tuple[int, ...] | None = None,
-                usual: tuple[float, str] | None = None) -> Any:
+                usual: tuple[float, str] | None = None,
+                measured: Callable[[float], None] | None = None) -> Any:
     """``x`` as a 2-D array ``(n_samples, n_in)`` of ``dtype`` on ``backend``'s device.
 
     A 1-D ``x`` of length ``n_in`` is one sample. Raises ValueError for a wrong shape or
     non-finite values, TypeError for a non-numeric array. With ``usual=(limit, advice)``, a
-    value larger in magnitude than ``limit`` gives a warning that ends with ``advice``.
+    value larger in magnitude than ``limit`` gives a warning that ends with ``advice``;
+    ``measured`` is called with the largest magnitude.
     """
     xp = backend.xp
     target = backend.dtype(dtype)
@@ -85,17 +88,20 @@ def as_features(x: Any, backend: Backend, dtype: Any, n_in: int | None = None, *
             if arr.ndim == 1 and n_in is not None and arr.shape[0] == n_in:
                 arr = xp.reshape(arr, (1, n_in))
             _check_shape(arr.shape, n_in, what, layers)
-            _warn_unusual(_check_finite_device(arr, xp, what), usual, what)
+            _warn_unusual(_check_finite_device(arr, xp, what), usual, what, measured)
             return arr
         host = host_numeric(x, what)
         if host.ndim == 1 and n_in is not None and host.shape[0] == n_in:
             host = host.reshape(1, n_in)
         _check_shape(host.shape, n_in, what, layers)
-        _warn_unusual(_check_finite_host(host, what), usual, what)
+        _warn_unusual(_check_finite_host(host, what), usual, what, measured)
         return backend.asarray(host, target)
 
 
-def _warn_unusual(largest: float, usual: tuple[float, str] | None, what: str) -> None:
+def _warn_unusual(largest: float, usual: tuple[float, str] | None, what: str,
+                  measured: Callable[[float], None] | None) -> None:
+    if measured is not None:
+        measured(largest)
     if usual is not None and largest > usual[0]:
         warn(f"{what} holds values up to {largest:.4g} in magnitude: it looks unscaled; "
              f"{usual[1]}")
@@ -133,10 +139,11 @@ def host_labels(y: Any, what: str = "y") -> np.ndarray:
 
 
 def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | None = None, *,
-              what: str = "y", several: bool = False) -> Any:
+              what: str = "y", several: bool = False, one_class: str | None = None) -> Any:
     """Class labels ``(n_samples,)`` as int64 on ``backend``'s device, each in
     ``[0, n_classes)``. Whole-number floats (``0., 1., 2.``) are accepted. ``several``: refuse
-    labels that are all one class (nothing to learn)."""
+    labels that are all one class (nothing to learn); ``one_class``: warn about them, with
+    this advice."""
     xp = backend.xp
     with backend.activate():
         if hasattr(y, "shape") and backend.same_device(y) and xp.isdtype(y.dtype, "integral"):
@@ -162,6 +169,8 @@ def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | N
     if several and lo == hi and arr.shape[0]:
         raise ValueError(f"{what} holds only class {lo}: there is nothing to learn from one "
                          "class; give training rows of at least two classes")
+    if one_class is not None and lo == hi and arr.shape[0] > 1:
+        warn(f"{what} holds only class {lo}: {one_class}")
     return arr
 
 

@@ -22,11 +22,14 @@ from typing import Any
 from ..nn.activations import ACTIVATIONS
 from ..nn.init import AUTO
 
-__all__ = ["WIDTH_RATE", "rate_limit", "nice_below", "rate_advice", "collapse_advice",
+__all__ = ["WIDTH_RATE", "UNSCALED", "rate_limit", "nice_below", "rate_advice", "collapse_advice",
            "dead_class_options", "collapsed"]
 
 #: η × (widest hidden layer) up to which plain SGD trains (see the module's measurements).
 WIDTH_RATE = 300.0
+#: Own inputs larger than this in magnitude look unscaled (raw pixels, raw units): sigmoid
+#: units saturate and steps overshoot (wine's raw features: 33 %, one class).
+UNSCALED = 50.0
 #: Initialisations that keep a sigmoid's inputs small (the dead-class advice's cure).
 _SCALED_INITS = ("scaled", "glorot", "he")
 
@@ -60,12 +63,17 @@ def rate_advice(config: Any, layers: Sequence[int]) -> tuple[float, str | None]:
     return nice_below(rate / 3.0), None
 
 
-def collapse_advice(config: Any, layers: Sequence[int],
-                    costs: Sequence[float]) -> tuple[str, dict[str, Any]]:
+def collapse_advice(config: Any, layers: Sequence[int], costs: Sequence[float],
+                    largest_input: float | None = None) -> tuple[str, dict[str, Any]]:
     """What a collapsed run should change: ``(advice with an {options} placeholder, the
-    options)``. The width's limit when the rate exceeds it; else the training costs so far
-    (``costs``, one per epoch) say which way: a cost that did not fall asks for a smaller rate,
-    one that fell for a larger one; with one epoch, both are offered."""
+    options)``. Inputs that look unscaled (``largest_input`` over :data:`UNSCALED`) first; then
+    the width's limit when the rate exceeds it; else the training costs so far (``costs``, one
+    per epoch) say which way: a cost that did not fall asks for a smaller rate, one that fell for
+    a larger one; with one epoch, both are offered."""
+    if largest_input is not None and largest_input > UNSCALED:
+        return (f"its inputs look unscaled (values up to {largest_input:.4g} in magnitude): "
+                "scale them first (divide pixels by 255, or standardise each column); the "
+                "learning rate cannot make up for it"), {}
     smaller, why = rate_advice(config, layers)
     if why is not None:
         return f"{why}: try {{options}}", {"learning_rate": smaller}
@@ -100,18 +108,20 @@ def dead_class_options(config: Any, layers: Sequence[int]) -> dict[str, Any]:
 
 def collapsed(accuracy: float, predicted: Sequence[int], labels: Sequence[int]) \
         -> str | None:
-    """How a validation pass shows a collapsed network, or None: accuracy near chance (the
-    share of the commonest class, plus a tenth of the way to 100 %), or one class taking at
-    least half of the predictions and twice its share of the labels (three classes or more)."""
+    """How a validation pass shows a collapsed network, or None: accuracy near chance (no
+    better than always answering the commonest class, plus a tenth of the way to 100 %), or one
+    class taking at least half of the predictions and twice its share of the labels (three
+    classes or more). Validation labels of one class tell nothing (None)."""
     n = sum(labels)
-    if not n or not predicted:
+    if not n or not predicted or sum(1 for c in labels if c) < 2:
         return None
     chance = max(labels) / n
     top = max(range(len(predicted)), key=lambda c: predicted[c])
     share = predicted[top] / n
     if accuracy < chance + 0.1 * (1.0 - chance):
-        return (f"its validation accuracy is {accuracy:.1%}, near chance ({chance:.0%}), and "
-                f"{share:.0%} of the validation rows go to class {top}")
+        return (f"its validation accuracy is {accuracy:.1%}, about what always answering the "
+                f"commonest class gives ({chance:.0%}), and {share:.0%} of the validation rows "
+                f"go to class {top}")
     if len(predicted) >= 3 and share >= 0.5 and share >= 2 * labels[top] / n:
         return (f"{share:.0%} of the validation rows go to class {top} (which holds "
                 f"{labels[top] / n:.0%} of them; accuracy {accuracy:.1%})")

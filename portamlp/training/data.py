@@ -9,6 +9,7 @@ there. Both become :class:`~portamlp.datasets.DeviceDataset` objects.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from ..backends import memory_phase
@@ -18,13 +19,13 @@ from ..datasets.sources import read_split
 from ..datasets.staging import DeviceDataset
 from ..nn.inputs import as_features, as_labels, host_numeric
 from ..nn.network import Network
+from .advice import UNSCALED
 from .config import TrainConfig
 
 __all__ = ["Splits", "stage_splits", "stage_named", "stage_arrays"]
 
-#: Own training inputs larger than this in magnitude look unscaled (raw pixels, raw units):
-#: sigmoid units saturate and steps overshoot (wine's raw features: 33 %, one class).
-_USUAL = (50.0, "networks train best on inputs of about unit size: divide pixels by 255, or "
+#: What own training inputs larger than :data:`~.advice.UNSCALED` are told.
+_USUAL = (UNSCALED, "networks train best on inputs of about unit size: divide pixels by 255, or "
           "standardise each column ((x - x.mean(axis=0)) / x.std(axis=0), or scikit-learn's "
           "StandardScaler)")
 
@@ -36,6 +37,8 @@ class Splits:
     train: DeviceDataset
     validation: DeviceDataset | None
     test: DeviceDataset | None
+    #: The largest magnitude in your own training inputs (None for a named data set).
+    largest_input: float | None = None
 
 
 def stage_splits(cfg: TrainConfig, net: Network, x: Any, y: Any, validation_data: Any,
@@ -52,7 +55,9 @@ def stage_splits(cfg: TrainConfig, net: Network, x: Any, y: Any, validation_data
         if cfg.validation_split:
             x, y, sample_weight, validation_data = _split_off_validation(
                 cfg.validation_split, x, y, sample_weight, validation_data)
-        train = stage_arrays(net, x, y, cfg.train_length, "train", sample_weight, fresh)
+        largest: list[float] = []
+        train = stage_arrays(net, x, y, cfg.train_length, "train", sample_weight, fresh,
+                             measured=largest.append)
         if train is None:
             if cfg.train_length == 0:
                 raise ValueError("train_length=0 leaves no training rows; use train_length >= 1, "
@@ -61,8 +66,10 @@ def stage_splits(cfg: TrainConfig, net: Network, x: Any, y: Any, validation_data
         xv, yv = _pair(validation_data, "validation")
         xt, yt = _pair(test_data, "test")
         return Splits(train,
-                       stage_arrays(net, xv, yv, cfg.validation_length, "validation"),
-                       stage_arrays(net, xt, yt, cfg.test_length, "test"))
+                      stage_arrays(net, xv, yv, cfg.validation_length, "validation",
+                                   split=bool(cfg.validation_split)),
+                      stage_arrays(net, xt, yt, cfg.test_length, "test"),
+                      largest_input=largest[0] if largest else None)
 
 
 def stage_named(cfg: TrainConfig, net: Network, root, download: bool) -> Splits:
@@ -110,16 +117,26 @@ def stage_named(cfg: TrainConfig, net: Network, root, download: bool) -> Splits:
 
 
 def stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
-                  sample_weight: Any = None, several: bool = False) -> DeviceDataset | None:
-    """The caller's own arrays, checked once and moved to the network's backend."""
+                 sample_weight: Any = None, several: bool = False, *,
+                 measured: Callable[[float], None] | None = None,
+                 split: bool = False) -> DeviceDataset | None:
+    """The caller's own arrays, checked once and moved to the network's backend (training
+    labels of one class refused when ``several``; validation labels of one class warned about,
+    saying to shuffle when they came from ``validation_split``)."""
     if x is None:
         return None
     be = net.backend
     name = "x" if what == "train" else f"{what}_data x"
     xs = as_features(x, be, net.dtype, net.layers[0], what=name, layers=net.layers,
-                     usual=_USUAL if what == "train" else None)
+                     usual=_USUAL if what == "train" else None, measured=measured)
+    one_class = None
+    if what == "validation":
+        fix = ("the last rows of x, which validation_split takes, are all of one class: "
+               "shuffle x and y together first") if split else "give rows of several classes"
+        one_class = f"it cannot show how the network does across classes; {fix}"
     ys = as_labels(y, be, xs.shape[0], net.layers[-1],
-                   what="y" if what == "train" else f"{what}_data y", several=several)
+                   what="y" if what == "train" else f"{what}_data y", several=several,
+                   one_class=one_class)
     weights = None
     if sample_weight is not None:
         weights = _sample_weights(sample_weight, xs.shape[0])

@@ -172,9 +172,12 @@ class Collapse(Advice):
 
     PATIENCE = 2
 
-    def __init__(self, config: Any, layers: tuple[int, ...]) -> None:
+    def __init__(self, config: Any, layers: tuple[int, ...],
+                 largest_input: float | None = None) -> None:
         super().__init__()
         self.config, self.layers = config, tuple(layers)
+        #: the largest magnitude in your own training inputs (unscaled inputs come first)
+        self.largest_input = largest_input
         self.streak = 0
         self.warned = False
         self.costs: list[float] = []
@@ -191,7 +194,8 @@ class Collapse(Advice):
         self.last_seen = record
         if how and not self.warned and (self.streak >= self.PATIENCE or last):
             self.warned = True
-            advice, options = collapse_advice(self.config, self.layers, self.costs)
+            advice, options = collapse_advice(self.config, self.layers, self.costs,
+                                              self.largest_input)
             warn(PortamlpWarning(f"after epoch {record.epoch} the network has collapsed: {how}; "
                                  f"{advice}", options=options))
 
@@ -213,6 +217,9 @@ class DeadClasses(Advice):
 
     def see(self, record: EpochRecord, last: bool) -> None:
         classes = record.never_predicted
+        if record.label_counts:  # a class the validation rows do not hold shows nothing
+            present = sum(1 for n in record.label_counts if n)
+            classes = [c for c in classes if present > 1 and record.label_counts[c]]
         if record.validation_accuracy is not None and collapsed(
                 record.validation_accuracy, record.predicted_counts, record.label_counts):
             classes = []  # a collapsed network: Collapse says what to change

@@ -146,7 +146,7 @@ class Trainer:
             hooks.append(Stopping(self.stopper, self._copy))
         if self.checkpoint is not None:
             hooks.append(Checkpointing(self._save))
-        hooks.append(Collapse(self.cfg, self.net.layers))
+        hooks.append(Collapse(self.cfg, self.net.layers, self.data.largest_input))
         hooks.append(DeadClasses(self.cfg, self.net.layers))
         if callbacks:
             hooks.append(Callbacks(callbacks))

@@ -263,8 +263,16 @@ def _adopt_network(network: Network, config: dict, given: set) -> None:
                 raise ValueError(f"{key}={config[key]!r} differs from the given network's "
                                  f"{value!r}; leave it out to continue training that network")
         config[key] = value
-    if network.preprocessing is not None and "scale" not in given:
-        config["scale"] = network.preprocessing.scale
+    prep = network.preprocessing
+    if prep is not None and "scale" in given and config["scale"] != prep.scale:
+        from ..datasets.scaling import check_scale
+
+        if check_scale(config["scale"]) != prep.scale:
+            raise ValueError(f"scale={config['scale']!r} differs from the given network's "
+                             f"{prep.scale!r} ({prep.describe()}): it learnt from pixels "
+                             "prepared that way; leave scale out to continue training it")
+    if prep is not None and "scale" not in given:
+        config["scale"] = prep.scale
 
 
 def _choose_backend(backend, device, network: Network | None, x) -> Backend:
