@@ -184,8 +184,9 @@ def parse_layers(text: str) -> tuple[int, ...]:
                          "784,30,10") from None
 
 
-def check_layers(layers: Any, name: str = "layers") -> tuple[int, ...]:
-    """Validate layer sizes such as ``(784, 30, 10)`` (or ``"784,30,10"``); return a tuple."""
+def check_layers(layers: Any, name: str = "layers", *, min_outputs: int = 2) -> tuple[int, ...]:
+    """Validate layer sizes such as ``(784, 30, 10)`` (or ``"784,30,10"``); return a tuple.
+    A classifier needs 2 outputs at least (``min_outputs=1``: a regression's single value)."""
     if isinstance(layers, str):
         layers = parse_layers(layers)
     try:
@@ -201,6 +202,6 @@ def check_layers(layers: Any, name: str = "layers") -> tuple[int, ...]:
             raise TypeError(f"layer sizes must be integers, got {s!r} in {name}={list(sizes)!r}")
         if s < 1:
             raise ValueError(f"layer sizes must be positive, got {s} in {name}={list(sizes)!r}")
-    if sizes[-1] < 2:
+    if sizes[-1] < min_outputs:
         raise ValueError(f"the output layer needs at least 2 classes, got {name}={list(sizes)!r}")
     return tuple(int(s) for s in sizes)

@@ -31,7 +31,8 @@ def test_kernel_mathematics_comes_from_the_registries():
             assert f"case {codes[name]}: return {entry.kernel_f};" in text
             assert f"case {codes[name]}: return {entry.kernel_f_prime};" in text
         for cost in COSTS.values():
-            assert cost.kernel_row in text
+            if cost.kernel_row is not None:  # the others take the portable step
+                assert cost.kernel_row in text
     # the kernels themselves name no activation, cost or optimizer
     for name in [*ACTIVATIONS, *COSTS, "OPT_", "ACT_", "adam", "nesterov"]:
         assert name.upper() not in KERNELS and f" {name} " not in KERNELS.lower(), name
@@ -223,6 +224,8 @@ def test_each_entrys_kernel_code_computes_what_its_array_api_code_does(tmp_path,
     targets = np.eye(k)[labels]
     tiny = float(np.finfo(np.float64).smallest_normal)
     for name, cost in COSTS.items():
+        if cost.kernel_row is None:  # no kernel code: such runs take the portable step
+            continue
         for act_name, act in ACTIVATIONS.items():
             a = cost.output(xp, zs, act)
             raw, delta = cost.value_and_delta(xp, zs, a, targets, act, True)

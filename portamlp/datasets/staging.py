@@ -36,19 +36,26 @@ class DeviceDataset:
     sample_weight : array of shape (n,), optional
         Per-sample weights on the same device, in ``x``'s dtype; batches then carry them as a
         column ``(batch, 1)``.
+    targets : array of shape (n, k), optional
+        The targets themselves (real values, or 0/1 indicators of several labels), on the same
+        device in ``x``'s dtype: then ``labels`` is None and ``n_classes`` is ``k``.
     """
 
-    def __init__(self, x, labels, n_classes: int, backend: Backend, sample_weight=None):
-        if x.shape[0] != labels.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} rows but labels has {labels.shape[0]}; "
-                             "they must agree")
+    def __init__(self, x, labels, n_classes: int, backend: Backend, sample_weight=None,
+                 targets=None):
+        rows = (labels if targets is None else targets).shape[0]
+        if x.shape[0] != rows:
+            raise ValueError(f"x has {x.shape[0]} rows but the labels have {rows}; they must "
+                             "agree")
         check_int("n_classes", n_classes, minimum=1)
         xp = backend.xp
         self.backend = backend
         self.x = x
+        #: Class indices (None when the targets are values or indicators).
         self.labels = labels
         with backend.activate():
-            self.targets = one_hot(xp, labels, n_classes, x.dtype, backend.device)
+            self.targets = targets if targets is not None else \
+                one_hot(xp, labels, n_classes, x.dtype, backend.device)
             self.weights = None if sample_weight is None else \
                 xp.reshape(sample_weight, (x.shape[0], 1))
 

@@ -4,6 +4,14 @@
   activation (Nielsen's chapter 1 and the original program), so ``δᴸ = (a − y) ⊙ σ'(zᴸ)``.
 * ``"cross_entropy"`` — a softmax output layer with the log-likelihood cost
   ``C = −log softmax(zᴸ)_y``; then ``δᴸ = softmax(zᴸ) − y``. Computed stably (max subtracted).
+* ``"squared_error"`` — regression: an identity output layer, ``C = ½‖a − y‖²`` with real
+  targets ``y``, ``δᴸ = a − y``.
+* ``"binary_cross_entropy"`` — several labels per sample: a logistic output per label,
+  ``C = −Σ [y log a + (1 − y) log(1 − a)]`` with 0/1 targets, ``δᴸ = a − y``.
+
+What a cost's targets are (:attr:`Cost.targets`) decides what training takes as ``y`` and what
+``predict`` answers: class indices (one-hot targets; the class of the highest output), real
+values (the outputs themselves), or 0/1 indicators of several labels (outputs above ½).
 
 With per-sample weights ``w`` (shape (n, 1)), each sample's cost and ``δ`` are multiplied by its
 weight. Every function takes the namespace ``xp`` first and uses only Array API functions; none
@@ -23,7 +31,10 @@ from typing import Any
 from ..registry import Registry
 from .activations import Activation
 
-__all__ = ["Cost", "COSTS", "get_cost", "softmax"]
+__all__ = ["Cost", "COSTS", "TARGETS", "get_cost", "softmax"]
+
+#: What a cost's targets are: class indices, real values, or 0/1 indicators of several labels.
+TARGETS = ("classes", "values", "labels")
 
 
 def softmax(xp, z):
@@ -50,6 +61,10 @@ class Cost:
     kernel_output : {"hidden", "identity"}
         What CuPy's fused kernels apply to the output layer's ``z`` before ``kernel_row``:
         the hidden activation, or nothing.
+    targets : {"classes", "values", "labels"}
+        What ``y`` holds (:data:`TARGETS`): class indices (one-hot targets, ``predict`` gives
+        the class of the highest output), real values (``predict`` gives the outputs), or 0/1
+        indicators of several labels per sample (``predict`` gives outputs above ½).
     kernel_row : str or None
         Its code in the fused kernels (:mod:`portamlp.fast`): the body of a C function of one
         row, ``real f(const real* out, real* delta, int y, int n_out, int act, real tiny)``,
@@ -65,6 +80,7 @@ class Cost:
     value_scale: float = 1.0
     kernel_output: str = "identity"
     kernel_row: str | None = None
+    targets: str = "classes"
 
     def value(self, xp, a, y, weights=None):
         """The cost summed over the batch (0-d array), from output activations ``a``."""
@@ -132,13 +148,53 @@ _CROSS_ENTROPY_ROW = """
     return sum;
 """
 
+def _identity_output(xp, z, act):
+    return z
+
+
+def _squared_error_value_and_delta(xp, z, a, y, act, with_value, weights=None):
+    d = a - y
+    value = None
+    if with_value:
+        value = xp.sum(d * d) if weights is None else xp.sum(weights * (d * d))
+    if act is None:
+        return value, None
+    return value, (d if weights is None else d * weights)  # times value_scale = 0.5
+
+
+def _logistic_output(xp, z, act):
+    return 1.0 / (1.0 + xp.exp(-z))
+
+
+def _bce_value_and_delta(xp, z, a, y, act, with_value, weights=None):
+    delta = None if act is None else (a - y if weights is None else (a - y) * weights)
+    if not with_value:
+        return None, delta
+    tiny = float(xp.finfo(a.dtype).smallest_normal)
+    terms = y * xp.log(xp.maximum(a, tiny)) + (1.0 - y) * xp.log(xp.maximum(1.0 - a, tiny))
+    return xp.sum(terms if weights is None else terms * weights), delta  # value_scale = -1
+
+
+def _check(entry: Any) -> None:
+    """A cost whose targets are not one of :data:`TARGETS` is refused when registered."""
+    if not isinstance(entry, Cost):
+        raise TypeError(f"a cost entry is a portamlp Cost, got {entry!r}")
+    if entry.targets not in TARGETS:
+        raise ValueError(f"cost {entry.name!r}: targets={entry.targets!r} is not one of "
+                         f"{list(TARGETS)}")
+
+
 #: The costs, by name.
 COSTS: Registry[Cost] = Registry("cost", (
     Cost("quadratic", _quadratic_output, _quadratic_value_and_delta, 0.5,
          kernel_output="hidden", kernel_row=_QUADRATIC_ROW),
     Cost("cross_entropy", _ce_output, _ce_value_and_delta, -1.0,
          kernel_output="identity", kernel_row=_CROSS_ENTROPY_ROW),
-))
+    Cost("squared_error", _identity_output, _squared_error_value_and_delta, 0.5,
+         targets="values"),
+    Cost("binary_cross_entropy", _logistic_output, _bce_value_and_delta, -1.0,
+         targets="labels"),
+), check=_check)
 
 
 def get_cost(name: str | Cost) -> Cost:

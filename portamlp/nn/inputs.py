@@ -19,7 +19,8 @@ import numpy as np
 from ..backends import Backend, to_numpy
 from ..errors import warn
 
-__all__ = ["as_features", "as_labels", "host_numeric", "host_labels", "label_range"]
+__all__ = ["as_features", "as_labels", "as_targets", "host_numeric", "host_labels",
+           "label_range"]
 
 
 def host_numeric(a: Any, what: str) -> np.ndarray:
@@ -171,6 +172,30 @@ def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | N
                          "class; give training rows of at least two classes")
     if one_class is not None and lo == hi and arr.shape[0] > 1:
         warn(f"{what} holds only class {lo}: {one_class}")
+    return arr
+
+
+def as_targets(y: Any, backend: Backend, n: int | None, k: int, dtype: Any, *,
+               what: str = "y", kind: str = "values") -> Any:
+    """Targets ``(n_samples, k)`` of ``dtype`` on ``backend``'s device: real values
+    (``kind="values"``; a 1-D ``y`` is one column) or 0/1 indicators of ``k`` labels
+    (``kind="labels"``). Checked as inputs are (numeric, finite, the shape)."""
+    if hasattr(y, "shape") and len(y.shape) == 1:
+        y = backend.xp.reshape(y, (-1, 1)) if backend.same_device(y) else \
+            host_numeric(y, what).reshape(-1, 1)
+    elif not hasattr(y, "shape") and np.ndim(y) == 1:
+        y = host_numeric(y, what).reshape(-1, 1)
+    arr = as_features(y, backend, dtype, k, what=what)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"got {n} samples but {arr.shape[0]} rows of {what}; they must match")
+    if kind == "labels":
+        xp = backend.xp
+        with backend.activate():
+            binary = bool(xp.all(xp.logical_or(arr == 0.0, arr == 1.0)))
+        if not binary:
+            raise ValueError(f"{what} must hold 0 and 1 only: one column per label, 1 where a "
+                             "sample has it (sklearn.preprocessing.MultiLabelBinarizer makes "
+                             "such a matrix from lists of labels)")
     return arr
 
 

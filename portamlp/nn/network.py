@@ -32,7 +32,7 @@ from ..errors import warn
 from .activations import Activation, get_activation
 from .costs import Cost, get_cost
 from .init import initial_parameters, make_rng
-from .inputs import as_features, as_labels, host_numeric
+from .inputs import as_features, as_labels, as_targets, host_numeric
 
 __all__ = ["Network", "LayerParameters", "CHUNK_ROWS"]
 
@@ -145,7 +145,7 @@ class Network:
         backend, device : optional
             See :func:`portamlp.get_backend`.
         """
-        layers = check_layers(layers)
+        layers = check_layers(layers, min_outputs=_outputs_at_least(cost))
         act = get_activation(activation)
         cost_ = get_cost(cost)
         dtype = check_dtype(dtype)
@@ -195,7 +195,8 @@ class Network:
         if dtype is None:
             dtype = "float64" if host_w[0].dtype.name == "float64" else "float32"
         dtype = check_dtype(dtype)
-        check_layers([host_w[0].shape[1]] + [w.shape[0] for w in host_w])
+        check_layers([host_w[0].shape[1]] + [w.shape[0] for w in host_w],
+                     min_outputs=_outputs_at_least(cost))
         be = get_backend(backend, device)
         with be.activate():
             return cls([be.asarray(w, dtype) for w in host_w],
@@ -366,6 +367,20 @@ class Network:
     def _as_labels(self, y: Any, n: int | None = None):
         return as_labels(y, self.backend, n, self.layers[-1])
 
+    def _as_targets(self, y: Any, n: int, dtype: Any):
+        """``y`` as the cost's targets ``(n, k)``: one-hot rows of class indices, or the
+        values or 0/1 indicators themselves."""
+        be = self.backend
+        if self.targets == "classes":
+            return one_hot(be.xp, self._as_labels(y, n), self.layers[-1], dtype, be.device)
+        return as_targets(y, be, n, self.layers[-1], self.dtype, kind=self.targets)
+
+    @property
+    def targets(self) -> str:
+        """What the cost's targets are (:attr:`portamlp.nn.costs.Cost.targets`):
+        ``"classes"``, ``"values"`` (regression) or ``"labels"`` (several per sample)."""
+        return self._cost.targets
+
     @_on_device
     def predict_proba(self, x: Any):
         """Class scores of each row, shape (n_samples, n_classes), rows summing to 1.
@@ -378,8 +393,11 @@ class Network:
         library are copied to the network's backend; the result lives there.
         """
         xp = self.backend.xp
+        if self.targets == "values":
+            raise TypeError(f"predict_proba is for classifiers; this network's cost "
+                            f"{self.cost!r} fits values: predict gives them")
         a = self.feedforward(self._as_input(x))
-        if self.cost == "cross_entropy":
+        if self.cost == "cross_entropy" or self.targets == "labels":  # softmax, or per label
             return a
         a = a - xp.minimum(xp.min(a, axis=1, keepdims=True), 0.0)
         total = xp.sum(a, axis=1, keepdims=True)
@@ -389,13 +407,26 @@ class Network:
     @_on_device
     def predict(self, x: Any):
         """Predicted class of each row of ``x`` (shape (n_samples, n_in)): the index of the
-        highest output. Returns an int64 array of shape (n_samples,) on the network's backend
-        (inputs from another library are copied there first)."""
-        return self.backend.xp.argmax(self.feedforward(self._as_input(x)), axis=1)
+        highest output, an int64 array of shape (n_samples,). A regression network (its cost's
+        targets are values) gives its outputs, shape (n_samples, k); one fitting several
+        labels per sample gives 0/1 indicators (outputs above ½), int64 (n_samples, k). The
+        result lives on the network's backend (inputs from another library are copied there
+        first)."""
+        xp = self.backend.xp
+        a = self.feedforward(self._as_input(x))
+        if self.targets == "values":
+            return a
+        if self.targets == "labels":
+            return xp.astype(a > 0.5, xp.int64)
+        return xp.argmax(a, axis=1)
 
     @_on_device
     def evaluate(self, x: Any, y: Any = None, *, split: str = "test", **load_options) -> float:
         """Fraction of rows of ``x`` whose predicted class equals the label in ``y``.
+
+        A regression network gives the mean squared error instead (over rows and outputs, as
+        scikit-learn's ``mean_squared_error``); one fitting several labels per sample, the
+        fraction of rows whose every label is right (scikit-learn's subset accuracy).
 
         ``x`` may also name a data set (``net.evaluate("mnist")``): its ``split`` is loaded and
         prepared with the network's own :attr:`preprocessing` (÷255, with a warning, when the
@@ -408,10 +439,17 @@ class Network:
         elif y is None:
             raise TypeError("evaluate(x, y) needs the labels y (or a data set name as x)")
         x = self._as_input(x)
-        y = self._as_labels(y, x.shape[0])
         if x.shape[0] == 0:
             raise ValueError("cannot evaluate on 0 samples")
         xp = self.backend.xp
+        if self.targets != "classes":
+            t = self._as_targets(y, x.shape[0], x.dtype)
+            a = self.feedforward(x)
+            if self.targets == "values":
+                return float(xp.mean((a - t) ** 2))
+            hits = xp.all(xp.astype(a > 0.5, t.dtype) == t, axis=1)
+            return int(xp.sum(xp.astype(hits, xp.int64))) / x.shape[0]
+        y = self._as_labels(y, x.shape[0])
         predicted = xp.argmax(self.feedforward(x), axis=1)
         correct = xp.sum(xp.astype(predicted == y, xp.int64))
         return int(correct) / x.shape[0]
@@ -429,11 +467,10 @@ class Network:
 
     @_on_device
     def mean_cost(self, x: Any, y: Any) -> float:
-        """Mean cost over the samples (labels ``y`` as class indices)."""
+        """Mean cost over the samples (``y`` as the cost takes it: class indices, values or
+        0/1 indicators)."""
         x = self._as_input(x)
-        y = self._as_labels(y, x.shape[0])
-        be = self.backend
-        targets = one_hot(be.xp, y, self.layers[-1], x.dtype, be.device)
+        targets = self._as_targets(y, x.shape[0], x.dtype)
         _, total = self.outputs_and_cost(x, targets)
         return float(total) / x.shape[0]
 
@@ -445,9 +482,7 @@ class Network:
     def gradients(self, x: Any, y: Any) -> tuple[list, list]:
         """Gradients ``(nabla_w, nabla_b)`` of the mean cost on the batch ``(x, y)``."""
         x = self._as_input(x)
-        y = self._as_labels(y, x.shape[0])
-        be = self.backend
-        targets = one_hot(be.xp, y, self.layers[-1], x.dtype, be.device)
+        targets = self._as_targets(y, x.shape[0], x.dtype)
         _, grads = self.backprop(x, targets, with_cost=False)
         scale = 1.0 / x.shape[0]
         return [g * scale for g in grads[0::2]], [g * scale for g in grads[1::2]]
@@ -509,3 +544,8 @@ def _check_shapes(host_w: list, host_b: list) -> None:
                 f"weights[{i}] has {w.shape[1]} inputs but layer {i} has "
                 f"{host_w[i - 1].shape[0]} units (weights[{i - 1}] shape {host_w[i - 1].shape})"
                 f"{hint}")
+
+
+def _outputs_at_least(cost: str | Cost) -> int:
+    """Output units a network of ``cost`` needs: 2 to tell classes apart, else 1."""
+    return 2 if get_cost(cost).targets == "classes" else 1

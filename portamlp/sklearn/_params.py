@@ -4,9 +4,9 @@
 Names come from portamlp's registries, not from lists here: ``activation`` takes every entry of
 :data:`portamlp.nn.activations.ACTIVATIONS`, ``solver`` every optimizer of
 :data:`portamlp.training.optimizers.OPTIMIZERS` and ``cost`` every entry of
-:data:`portamlp.nn.costs.COSTS`, so a newly registered one works in the estimator with nothing
-else edited. scikit-learn's names are kept where they differ from portamlp's
-(:data:`SKLEARN_ACTIVATIONS`: ``"logistic"`` is portamlp's ``"sigmoid"``).
+:data:`portamlp.nn.costs.COSTS` whose targets are classes, so a newly registered one works in
+the estimator with nothing else edited. scikit-learn's names are kept where they differ from
+portamlp's (:data:`SKLEARN_ACTIVATIONS`: ``"logistic"`` is portamlp's ``"sigmoid"``).
 
 Checks go through :mod:`portamlp.checks`, as scikit-learn's do, in ``fit`` (not in
 ``__init__``). scikit-learn's convention is one error for every invalid parameter, both a
@@ -76,8 +76,8 @@ def solver_names() -> tuple[str, ...]:
 
 
 def cost_names() -> tuple[str, ...]:
-    """The values ``cost`` takes: every registered cost."""
-    return tuple(COSTS)
+    """The values ``cost`` takes: every registered cost whose targets are classes."""
+    return tuple(name for name, cost in COSTS.items() if cost.targets == "classes")
 
 
 def out_activation(network: Network) -> str:

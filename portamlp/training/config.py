@@ -76,7 +76,7 @@ def option(default: Any, help: str | Callable[[], str], check: Callable[[str, An
 
 
 def _optional_layers(name, value):
-    return None if value is None else check_layers(value, name)
+    return None if value is None else check_layers(value, name, min_outputs=1)
 
 
 def _rows(name, value):
@@ -174,7 +174,10 @@ class TrainConfig:
                              _one_of(lambda: ACTIVATIONS), kind="str",
                              choices=lambda: tuple(ACTIVATIONS))
     cost: str = option("quadratic", "quadratic is Nielsen's and the original program's; "
-                       "cross_entropy has a softmax output", _one_of(lambda: COSTS), kind="str",
+                       "cross_entropy has a softmax output; squared_error fits values "
+                       "(regression, an identity output); binary_cross_entropy fits several "
+                       "0/1 labels per sample (a logistic output each)",
+                       _one_of(lambda: COSTS), kind="str",
                        choices=lambda: tuple(COSTS))
     optimizer: str = option("sgd", "how gradients update the weights; each has its own "
                             "hyper-parameters (below)", _one_of(lambda: OPTIMIZERS), kind="str",
@@ -235,6 +238,8 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = f.metadata["check"](f.name, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
+        if self.layers is not None and COSTS[self.cost].targets == "classes":
+            check_layers(self.layers)  # a classifier: two outputs at least
         object.__setattr__(self, "optimizer_options",
                            hyper_parameters(self.optimizer, self.optimizer_options))
 

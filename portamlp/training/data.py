@@ -17,7 +17,7 @@ from ..datasets.registry import default_validation_length, n_classes
 from ..datasets.scaling import Preprocessing
 from ..datasets.sources import read_split
 from ..datasets.staging import DeviceDataset
-from ..nn.inputs import as_features, as_labels, host_numeric
+from ..nn.inputs import as_features, as_labels, as_targets, host_numeric
 from ..nn.network import Network
 from .advice import UNSCALED
 from .config import TrainConfig
@@ -74,6 +74,10 @@ def stage_splits(cfg: TrainConfig, net: Network, x: Any, y: Any, validation_data
 
 def stage_named(cfg: TrainConfig, net: Network, root, download: bool) -> Splits:
     """Train / validation / test splits of a named data set (or folder) on the device."""
+    if net.targets != "classes":
+        raise ValueError(f"cost={net.cost!r} fits {net.targets}, but {cfg.dataset!r} holds "
+                         "classes: use cost='quadratic' or 'cross_entropy', or pass your own x "
+                         "and y")
     k = n_classes(cfg.dataset)
     if net.layers[-1] != k:
         raise ValueError(f"the last layer must have {k} units: {cfg.dataset} has {k} classes "
@@ -129,27 +133,34 @@ def stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
     name = "x" if what == "train" else f"{what}_data x"
     xs = as_features(x, be, net.dtype, net.layers[0], what=name, layers=net.layers,
                      usual=_USUAL if what == "train" else None, measured=measured)
-    one_class = None
-    if what == "validation":
-        fix = ("the last rows of x, which validation_split takes, are all of one class: "
-               "shuffle x and y together first") if split else "give rows of several classes"
-        one_class = f"it cannot show how the network does across classes; {fix}"
-    ys = as_labels(y, be, xs.shape[0], net.layers[-1],
-                   what="y" if what == "train" else f"{what}_data y", several=several,
-                   one_class=one_class)
+    ys, targets = None, None
+    y_name = "y" if what == "train" else f"{what}_data y"
+    if net.targets != "classes":  # values or 0/1 indicators: the targets themselves
+        targets = as_targets(y, be, xs.shape[0], net.layers[-1], net.dtype, what=y_name,
+                             kind=net.targets)
+    else:
+        one_class = None
+        if what == "validation":
+            fix = ("the last rows of x, which validation_split takes, are all of one class: "
+                   "shuffle x and y together first") if split else "give rows of several classes"
+            one_class = f"it cannot show how the network does across classes; {fix}"
+        ys = as_labels(y, be, xs.shape[0], net.layers[-1], what=y_name, several=several,
+                       one_class=one_class)
     weights = None
     if sample_weight is not None:
         weights = _sample_weights(sample_weight, xs.shape[0])
     if limit is not None:
         if limit > xs.shape[0]:
             raise ValueError(f"{what}_length={limit} exceeds the {xs.shape[0]} samples given")
-        xs, ys = xs[:limit, ...], ys[:limit]
+        xs = xs[:limit, ...]
+        ys = None if ys is None else ys[:limit]
+        targets = None if targets is None else targets[:limit, ...]
         weights = None if weights is None else weights[:limit]
     if xs.shape[0] == 0:
         return None
     if weights is not None:
         weights = be.asarray(weights / weights.mean(), net.dtype)
-    return DeviceDataset(xs, ys, net.layers[-1], be, sample_weight=weights)
+    return DeviceDataset(xs, ys, net.layers[-1], be, sample_weight=weights, targets=targets)
 
 
 def _split_off_validation(fraction: float, x, y, sample_weight, validation_data):

@@ -330,6 +330,9 @@ class Trainer:
             return data
         rank, size = self.comm.shard
         lo, hi = rank * len(data) // size, (rank + 1) * len(data) // size
+        if data.labels is None:  # values or indicators: the targets themselves
+            return DeviceDataset(data.x[lo:hi, ...], None, data.n_classes, data.backend,
+                                 targets=data.targets[lo:hi, ...])
         return DeviceDataset(data.x[lo:hi, ...], data.labels[lo:hi], data.n_classes,
                              data.backend)
 
@@ -339,9 +342,17 @@ class Trainer:
 
     def _validation_vector(self, data: DeviceDataset):
         """Device vector ``[correct, cost_sum, count of each predicted class..., count of each
-        label...]``."""
+        label...]`` for classes; ``[rows whose every label is right, cost_sum]`` for several
+        labels; ``[0, cost_sum]`` for values."""
         net, xp = self.net, self.net.xp
         outputs, cost = net.outputs_and_cost(data.x, data.targets)
+        if data.labels is None:
+            dtype = outputs.dtype
+            right = xp.zeros((), dtype=dtype, device=net.backend.device)
+            if net.targets == "labels":
+                hits = xp.astype(outputs > 0.5, dtype) == data.targets
+                right = xp.sum(xp.astype(xp.all(hits, axis=1), dtype))
+            return xp.stack([right, xp.astype(cost, dtype)])
         predicted = xp.argmax(outputs, axis=1)
         dtype = outputs.dtype
         correct = xp.sum(xp.astype(predicted == data.labels, dtype))
@@ -360,6 +371,9 @@ class Trainer:
         return self._validation_values(values, len(data))
 
     def _validation_values(self, values, n: int) -> tuple:
+        if self.net.targets != "classes":  # no classes to count; values have no accuracy
+            accuracy = float(values[0]) / n if self.net.targets == "labels" else None
+            return accuracy, float(values[1]) / n, [], [], []
         k = (len(values) - 2) // 2
         counts = [int(round(float(c))) for c in values[2:2 + k]]
         labels = [int(round(float(c))) for c in values[2 + k:2 + 2 * k]]

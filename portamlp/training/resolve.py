@@ -130,7 +130,8 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
     if config["seed"] is None:
         config["seed"] = comm.share(fresh_seed())
     if config["layers"] is None:
-        config["layers"] = DEFAULT_LAYERS if not data.own else _infer_layers(data.x, data.y)
+        config["layers"] = DEFAULT_LAYERS if not data.own else \
+            _infer_layers(data.x, data.y, _cost_targets(config["cost"]))
     # the caller's hyper-parameters are the chosen optimizer's or refused (a checkpoint's were
     # read leniently: an earlier release saved every optimizer's)
     cfg = TrainConfig(**{k: config[k] for k in CONFIG_NAMES},
@@ -295,15 +296,27 @@ def _choose_backend(backend, device, network: Network | None, x) -> Backend:
     return get_backend(None, device)
 
 
-def _infer_layers(x, y) -> tuple[int, ...]:
-    """``(n_features, DEFAULT_HIDDEN, n_classes)`` for your own data, ``n_classes`` the largest
-    label + 1 (labels are checked first: strings get the message that says how to map them)."""
+def _cost_targets(cost: Any) -> str:
+    """What the named cost's targets are ("classes" for a name that is not one: the
+    configuration's check names it)."""
+    from ..nn.costs import COSTS
+
+    return COSTS[cost].targets if isinstance(cost, str) and cost in COSTS else "classes"
+
+
+def _infer_layers(x, y, targets: str = "classes") -> tuple[int, ...]:
+    """``(n_features, DEFAULT_HIDDEN, n_outputs)`` for your own data: ``n_outputs`` the largest
+    label + 1 for classes (labels are checked first: strings get the message that says how to
+    map them), the columns of ``y`` for values and indicators (1 for a 1-D ``y``)."""
     shape = getattr(x, "shape", None)
     if shape is None:
         shape = host_numeric(x, "x").shape
     if len(shape) != 2:
         raise ValueError(f"x must have shape (n_samples, n_features), got shape {tuple(shape)}; "
                          "or pass layers= explicitly")
+    if targets != "classes":
+        y_shape = getattr(y, "shape", None) or host_numeric(y, "y").shape
+        return (int(shape[1]), DEFAULT_HIDDEN, int(y_shape[1]) if len(y_shape) == 2 else 1)
     top, distinct = label_range(y)
     if top + 1 > max(2, distinct):
         warn(f"y holds {distinct} distinct labels but the largest is {top}: the network gets "

@@ -160,7 +160,7 @@ def execute(run: Run) -> TrainResult:
             opt = make_optimizer(cfg.optimizer, net.parameters(), be,
                                  learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                  **cfg.optimizer_options)
-        _check_monitor(cfg, data)
+        _check_monitor(cfg, data, net.targets)
         position = RunPosition(rng_state=rng_state(rng))
         trainer = Trainer(net, opt, data, cfg, rng, progress=run.progress,
                           callbacks=run.callbacks, checkpoint=run.checkpoint_dir,
@@ -229,7 +229,8 @@ def _same_start_on_every_rank(comm: Communicator, net: Network, opt: Optimizer,
     another node cannot split the ranks."""
     xp, write = net.xp, net.backend.writes
     sizes = [None if d is None else len(d) for d in (data.train, data.validation, data.test)]
-    mine = (sizes, float(xp.sum(xp.astype(data.train.labels, xp.float64))))
+    held = data.train.labels if data.train.labels is not None else data.train.targets
+    mine = (sizes, float(xp.sum(xp.astype(held, xp.float64))))
     theirs = comm.share(mine)
     if mine != theirs:
         raise ValueError(f"this rank's data (rows of train/validation/test {mine[0]}, label sum "
@@ -248,11 +249,15 @@ def _same_start_on_every_rank(comm: Communicator, net: Network, opt: Optimizer,
     opt.load_state(dict(zip(state, received[len(params):])), opt.scalars())
 
 
-def _check_monitor(cfg: TrainConfig, data: Splits) -> None:
+def _check_monitor(cfg: TrainConfig, data: Splits, targets: str = "classes") -> None:
     """Early stopping and the plateau schedule watch a value that must exist."""
     watching = cfg.early_stopping or cfg.learning_rate_schedule == "plateau"
+    what = "early_stopping=True" if cfg.early_stopping else "the plateau schedule"
+    if watching and "accuracy" in cfg.monitor and targets == "values":
+        raise ValueError(f"{what} watches monitor={cfg.monitor!r}, but a network that fits "
+                         f"values (cost={cfg.cost!r}) has no accuracy: use "
+                         "monitor='validation_cost' (or 'train_cost')")
     if watching and cfg.monitor.startswith("validation") and data.validation is None:
-        what = "early_stopping=True" if cfg.early_stopping else "the plateau schedule"
         raise ValueError(f"{what} watches monitor={cfg.monitor!r}, but there is no validation "
                          "data: set validation_length > 0 (named data sets) or pass "
                          "validation_data=(x, y), or use monitor='train_cost'")
