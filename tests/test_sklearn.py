@@ -144,8 +144,14 @@ def test_activation_and_solver_mapping_and_refusals(blobs):
     for ours, theirs in (("logistic", "sigmoid"), ("tanh", "tanh"), ("relu", "relu")):
         est = MLPClassifier(hidden_layer_sizes=(4,), activation=ours, max_iter=1).fit(x, y)
         assert est.network_.activation == theirs
-    with pytest.raises(ValueError, match="identity.*not available.*hidden_layer_sizes=()"):
-        MLPClassifier(activation="identity").fit(x, y)
+    linear = MLPClassifier(activation="identity", max_iter=5, random_state=0).fit(x, y)
+    assert linear.network_.activation == "identity"
+    # np.inf turns the no-improvement stop off, as in scikit-learn: every epoch runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        endless = MLPClassifier(n_iter_no_change=np.inf, tol=1e9, max_iter=4,
+                                random_state=0).fit(x, y)
+    assert endless.n_iter_ == 4
     with pytest.raises(ValueError, match="lbfgs.*not available.*solver='adam'"):
         MLPClassifier(solver="lbfgs").fit(x, y)
     with pytest.raises(ValueError, match=r"beta_1=1.0 must be >= 0.0 and < 1.0"):
@@ -290,7 +296,8 @@ def test_a_registered_activation_works_in_the_estimator(blobs, tmp_path):
             back.partial_fit(x, y)
     # out of the registry again: refused, with the names there are
     with pytest.raises(ValueError, match=r"unknown activation 'softplus'; choose one of "
-                                         r"\['logistic', 'relu', 'leaky_relu', 'tanh'\]"):
+                                         r"\['logistic', 'relu', 'leaky_relu', 'tanh', "
+                                         r"'identity'\]"):
         MLPClassifier(activation="softplus").fit(x, y)
 
 

@@ -35,8 +35,9 @@ _HP = """#define HP_LR 0
 
 
 def activation_codes() -> dict[str, int]:
-    """The kernels' code of each activation that has kernel code, and of the identity."""
-    names = [name for name, entry in ACTIVATIONS.items() if entry.has_kernel]
+    """The kernels' code of each activation that has kernel code, and of the identity (the
+    kernels' default case: the ``"identity"`` activation entry, registered or not)."""
+    names = [name for name, entry in ACTIVATIONS.items() if entry.has_kernel and name != IDENTITY]
     return {**{name: i for i, name in enumerate(names)}, IDENTITY: len(names)}
 
 

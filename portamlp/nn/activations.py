@@ -93,6 +93,14 @@ def _tanh_prime(xp, z, a):
     return 1.0 - a * a
 
 
+def _identity(xp, z):
+    return z
+
+
+def _identity_prime(xp, z, a):
+    return xp.ones_like(z)
+
+
 def _check(entry: Any) -> None:
     """An activation that could not work is refused when it is registered, not in training."""
     if not isinstance(entry, Activation):
@@ -130,6 +138,9 @@ ACTIVATIONS: Registry[Activation] = Registry("activation", (
                kernel_f_prime="(real)0.99 * (a > (real)0 ? (real)1 : (real)0) + (real)0.01"),
     Activation("tanh", _tanh, _tanh_prime, init="glorot",
                kernel_f="tanh(z)", kernel_f_prime="(real)1 - a * a"),
+    # linear hidden units (scikit-learn's "identity"): the network is then a linear model
+    Activation("identity", _identity, _identity_prime, init="glorot",
+               kernel_f="z", kernel_f_prime="(real)1"),
 ), check=_check)
 
 

@@ -77,7 +77,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     activation : {"relu", "logistic", "tanh", "leaky_relu"} or a registered name, default="relu"
         Hidden-layer activation: any entry of :data:`portamlp.nn.activations.ACTIVATIONS`, by
         scikit-learn's name where it has one (``"logistic"`` is portamlp's ``"sigmoid"``).
-        scikit-learn's ``"identity"`` is not available (portamlp has no linear hidden layer).
+        ``"identity"`` gives linear hidden units.
     solver : {"adam", "sgd"} or a registered name, default="adam"
         Any optimizer of :data:`portamlp.training.optimizers.OPTIMIZERS`. ``"sgd"`` takes
         ``momentum`` and ``nesterovs_momentum``, ``"adam"`` takes ``beta_1``, ``beta_2`` and

@@ -168,10 +168,6 @@ def _check_names(est: MLPClassifier) -> None:
             "solver='lbfgs' is not available in portamlp, which trains by mini-batch gradient "
             f"descent; use one of {list(solver_names())} (solver='adam' is the default), or "
             "sklearn.neural_network.MLPClassifier for L-BFGS")
-    if est.activation == "identity" and "identity" not in activations:
-        raise InvalidParameterError(
-            "activation='identity' is not available: portamlp has no linear hidden layer; use "
-            f"one of {activations}, or hidden_layer_sizes=() for a linear (softmax) model")
     if isinstance(est.activation, str) and est.activation not in activations and \
             to_sklearn_activation(est.activation) in activations:
         raise InvalidParameterError(
@@ -231,7 +227,9 @@ def check_parameters(est: MLPClassifier, incremental: bool) -> Checked:
         check_float("learning_rate_init", est.learning_rate_init, above=0.0)
         check_float("power_t", est.power_t, minimum=0.0)
         check_int("max_iter", est.max_iter, minimum=1)
-        check_int("n_iter_no_change", est.n_iter_no_change, minimum=1)
+        if not (isinstance(est.n_iter_no_change, float) and est.n_iter_no_change == np.inf):
+            # np.inf: scikit-learn's documented way to turn the no-improvement stop off
+            check_int("n_iter_no_change", est.n_iter_no_change, minimum=1)
         check_int("max_fun", est.max_fun, minimum=1)
         check_float("tol", est.tol, minimum=0.0)
         check_float("momentum", est.momentum, minimum=0.0, below=1.0)
