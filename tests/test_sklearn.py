@@ -610,6 +610,17 @@ def test_load_refuses_a_plain_network_file(blobs, tmp_path):
 
 
 # ------------------------------------------------------------- array API dispatch
+def test_messages_name_the_callers_labels():
+    """Errors speak of the caller's labels, as plain values (not portamlp's class indices, not
+    NumPy reprs such as np.int64(1))."""
+    x = np.arange(12, dtype=float).reshape(6, 2)
+    y = np.array(["cat", "cat", "cat", "cat", "cat", "dog"])
+    with pytest.raises(ValueError, match=r"too few members are: \['dog'\]"):
+        MLPClassifier(early_stopping=True).fit(x, y)
+    with pytest.raises(ValueError, match=r"only one class: 1$"):
+        MLPClassifier().fit(x, np.ones(6, dtype=np.int64))
+
+
 def test_array_api_dispatch_follows_jax_arrays(blobs):
     jax = pytest.importorskip("jax", reason='needs JAX: pip install "portamlp[jax]"')
     x, y = blobs

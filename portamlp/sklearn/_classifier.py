@@ -439,7 +439,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in the "
                              f"data, but the data contains only one class: "
-                             f"{self.classes_[0]!r}")
+                             f"{self.classes_.tolist()[0]!r}")
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
     def _sample_weight(self, sample_weight, n: int) -> np.ndarray | None:
@@ -481,9 +481,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _split(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Training and validation rows for early stopping (stratified, as scikit-learn)."""
         rows = np.arange(codes.shape[0])
+        # stratified by the caller's labels (the same strata as the codes), so that an error
+        # about too few members names them, not portamlp's class indices
         train_rows, val_rows = train_test_split(rows, random_state=self._random_state,
                                                 test_size=self.validation_fraction,
-                                                stratify=codes)
+                                                stratify=self.classes_[codes])
         if val_rows.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
