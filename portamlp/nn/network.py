@@ -131,14 +131,16 @@ class Network:
         Parameters
         ----------
         layers : sequence of int
-            Layer sizes, inputs first and classes last, e.g. ``(784, 30, 10)``.
+            Layer sizes, inputs first and outputs (classes, values or labels) last, e.g.
+            ``(784, 30, 10)``.
         activation, cost : str
             See the class attributes.
         init : {"auto", "normal", "scaled", "glorot", "he"}
             ``"normal"``: weights and biases N(0, 1) (Nielsen's chapter 1, the original program);
             ``"scaled"``: weights N(0, 1/n_in), biases N(0, 1); ``"glorot"``: weights
             N(0, 2/(n_in + n_out)), zero biases; ``"he"``: weights N(0, 2/n_in), zero biases.
-            ``"auto"`` chooses normal for sigmoid, He for ReLU, Glorot for tanh.
+            ``"auto"`` takes the activation's own: scaled for sigmoid, He for ReLU, Glorot for
+            tanh and the identity.
         dtype : {"float32", "float64"} or a dtype object (``numpy.float64``, ...)
         seed : int or numpy.random.Generator, optional
             The same seed gives the same initial network on every backend.

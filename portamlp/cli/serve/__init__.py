@@ -1,7 +1,7 @@
 """``portamlp serve MODEL``: a local web page to draw a digit and watch the network read it.
 
 The page sends the canvas's pixels as they are; the server prepares them with
-:func:`portamlp.cli.images.prepare_digit`, the very function ``portamlp predict`` applies to
+:func:`portamlp.images.prepare_digit`, the very function ``portamlp predict`` applies to
 photos, and answers with the probabilities and the 28×28 image the network saw. The page's
 files (HTML, JavaScript and CSS in ``portamlp/cli/static/``) are package data: no CDN, web
 fonts or analytics, so the page works offline.

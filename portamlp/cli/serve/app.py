@@ -170,7 +170,7 @@ class DigitApp:
         Parameters
         ----------
         digit : numpy.ndarray
-            A 28×28 (or 784) uint8 image, as :func:`portamlp.cli.images.prepare_digit` makes.
+            A 28×28 (or 784) uint8 image, as :func:`portamlp.images.prepare_digit` makes.
 
         Returns
         -------
