@@ -2,8 +2,9 @@
 
 This module owns the estimator's surface: its parameters, ``fit`` / ``partial_fit``, the
 predictions, the fitted attributes and the pickling hooks. The parameters' checks and names are
-in :mod:`._params`, scikit-learn's per-epoch rules in :mod:`._epochs`, model files and pickled
-state in :mod:`._persist`, where arrays live in :mod:`._arrays`.
+in :mod:`._params`, the labels' checks and encoding in :mod:`._labels`, scikit-learn's
+per-epoch rules in :mod:`._epochs`, model files and pickled state in :mod:`._persist`, where
+arrays live in :mod:`._arrays`.
 
 How scikit-learn's parameters map onto portamlp's training (the full table is in the docs):
 
@@ -29,9 +30,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import assert_all_finite, check_random_state
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..checks import check_dtype
 from ..errors import TrainingInterrupted
@@ -49,6 +49,7 @@ from ._arrays import (
     to_place,
 )
 from ._epochs import Epochs, Schedule
+from ._labels import encode_labels, validate_labels
 from ._params import check_parameters, hidden_layers, out_activation
 
 __all__ = ["MLPClassifier"]
@@ -292,9 +293,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit "
                              "(all the labels there will be, e.g. classes=numpy.unique(y))")
         X = self._validate_X(X, reset=first)
-        y_host = self._validate_y(y, X)
+        y_host = validate_labels(self, y, X.shape[0])
         n = X.shape[0]
-        codes = self._encode_fit_labels(y_host, first, incremental, classes)
+        codes = encode_labels(self, y_host, first, incremental, classes)
         weights = self._sample_weight(sample_weight, n)
         if first:
             self._initialize(X)
@@ -389,58 +390,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             dtype = [xp.float64, xp.float32]
         return validate_data(self, X, reset=reset, accept_sparse=False, dtype=dtype,
                              ensure_min_samples=1)
-
-    def _validate_y(self, y, X) -> np.ndarray:
-        """``y`` as 1-D host labels, checked as scikit-learn checks a classifier's."""
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             "is None.")
-        y = host_array(y)
-        if y.dtype.kind == "f":
-            assert_all_finite(y, input_name="y")
-        kind = type_of_target(y, input_name="y")
-        if kind in ("multilabel-indicator", "multiclass-multioutput"):
-            raise ValueError(f"y is {kind} (shape {y.shape}); portamlp's MLPClassifier has one "
-                             "softmax output and predicts one class per sample. Pass 1-D labels, "
-                             "or use sklearn.multioutput.MultiOutputClassifier around it")
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                             f"[{X.shape[0]}, {y.shape[0]}]")
-        return y
-
-    def _encode_fit_labels(self, y: np.ndarray, first: bool, incremental: bool,
-                           classes) -> np.ndarray:
-        """Class indices 0..k-1 of ``y``, setting or checking ``classes_``."""
-        if incremental:
-            if classes is not None:
-                wanted = np.unique(host_array(classes))
-                if hasattr(self, "classes_") and not first and not _same(wanted, self.classes_):
-                    raise ValueError(f"classes={wanted.tolist()} is not the same as on the "
-                                     "first call to partial_fit, which gave "
-                                     f"{self.classes_.tolist()}")
-                if first:
-                    self.classes_ = wanted
-            unseen = np.setdiff1d(y, self.classes_)
-            if unseen.size:
-                raise ValueError(f"y holds labels {unseen.tolist()} that are not in classes_ = "
-                                 f"{self.classes_.tolist()}; pass every label in classes= on "
-                                 "the first call to partial_fit")
-        else:
-            found = np.unique(y)
-            if not first and not _same(found, self.classes_):
-                raise ValueError(f"warm_start can only be used where `y` has the same classes as "
-                                 f"in the previous call to fit. Previously got "
-                                 f"{self.classes_.tolist()}, `y` has {found.tolist()}; set "
-                                 "warm_start=False to start afresh")
-            if first:
-                self.classes_ = found
-        if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in the "
-                             f"data, but the data contains only one class: "
-                             f"{self.classes_.tolist()[0]!r}")
-        return np.searchsorted(self.classes_, y).astype(np.int64)
 
     def _sample_weight(self, sample_weight, n: int) -> np.ndarray | None:
         """``sample_weight`` as a checked host float64 copy (None kept)."""
@@ -620,8 +569,3 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._fit_place = NUMPY_PLACE if backend.name == "numpy" else \
             (backend.name, device_spec(backend))
 
-
-# ------------------------------------------------------------------------------ helpers
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two label arrays are equal."""
-    return a.shape == b.shape and bool(np.all(a == b))
