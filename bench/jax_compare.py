@@ -16,6 +16,11 @@ first epoch starts) is reported apart and not counted as training time. Test acc
 one epoch is printed as a sanity check (float32; runs of different libraries differ in their
 rounding, so weights are not compared here).
 
+Then, each in a fresh process (``--first-run`` alone skips the rows): the default run on the
+embedded MNIST, ``portamlp.train(backend=..., epochs=3)``, on JAX twice in one process and on
+NumPy: each epoch's seconds (with the 10,000 validation images), the compile seconds and the
+wall time with the imports: what a process's first JAX run pays.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/jax_compare.py
     python bench/jax_compare.py --quick      # seconds: checks the script's logic
 """
@@ -23,6 +28,8 @@ rounding, so weights are not compared here).
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -88,10 +95,46 @@ def side(name, cfg, data):
     raise ValueError(name)
 
 
+#: A fresh process: the default run on the embedded MNIST, twice on JAX, once on NumPy.
+FIRST_RUN = '''
+import json, sys, time
+start = time.perf_counter()
+import portamlp
+out = []
+for backend in sys.argv[1].split(","):
+    result = portamlp.train(backend=backend, epochs=int(sys.argv[2]), seed=0, progress=False,
+                            **json.loads(sys.argv[3]))
+    out.append({"backend": backend, "epochs": [h.seconds for h in result.history],
+                "compile": result.compile_seconds, "wall": time.perf_counter() - start,
+                "test_accuracy": result.test_accuracy})
+print(json.dumps(out))
+'''
+
+
+def first_runs(quick: bool) -> list[dict]:
+    """The default run in fresh processes: JAX twice in one, NumPy in another."""
+    small = dict(train_length=2000, validation_length=500, test_length=500) if quick else {}
+    runs = []
+    for backends in ("jax,jax", "numpy"):
+        proc = subprocess.run([sys.executable, "-c", FIRST_RUN, backends, "1" if quick else "3",
+                               json.dumps(small)], capture_output=True, text=True, check=True)
+        runs += json.loads(proc.stdout.strip().splitlines()[-1])
+    print("\nthe default run, portamlp.train(backend=..., epochs=3), in fresh processes:")
+    for i, r in enumerate(runs):
+        which = "first" if i == 0 else ("second, same process" if r["backend"] == "jax" else "")
+        print(f"  {r['backend']:<6}{' (' + which + ')' if which else '':<24} epochs "
+              + ", ".join(f"{s:.2f}" for s in r["epochs"]) + f" s; compile {r['compile']:.2f} s;"
+              f" wall {r['wall']:.1f} s since the process started; test accuracy "
+              f"{r['test_accuracy']:.2%}")
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny settings, one round")
+    parser.add_argument("--first-run", action="store_true",
+                        help="only the first-run measurement (fresh processes)")
     parser.add_argument("--output", help="the JSON report (default: bench/results/"
                         "jax_compare.json; none with --quick)")
     args = parser.parse_args(argv)
@@ -108,7 +151,7 @@ def main(argv=None) -> int:
     report = {"machine": machine(), "jax": jax.__version__, "rounds": args.rounds, "rows": []}
     print(f"{report['machine']}, JAX {jax.__version__}; best of {args.rounds} interleaved "
           "rounds, one epoch each")
-    for cfg in rows:
+    for cfg in [] if args.first_run else rows:
         best: dict[str, tuple] = {}
         compiles, first = [], None
         for _ in range(args.rounds):
@@ -134,7 +177,9 @@ def main(argv=None) -> int:
                                "seconds": {k: v[0] for k, v in best.items()},
                                "accuracy": {k: v[1] for k, v in best.items()},
                                "compile_seconds": compiles, "first_epoch_seconds": first})
-    output = args.output or (None if args.quick else HERE / "results" / "jax_compare.json")
+    report["first_run"] = first_runs(args.quick)
+    name = "jax_first_run.json" if args.first_run else "jax_compare.json"
+    output = args.output or (None if args.quick else HERE / "results" / name)
     if output is not None:
         write_report(output, report)
     return 0

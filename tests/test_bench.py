@@ -31,6 +31,17 @@ def test_compare_quick_reports_ratios_memory_and_import(tmp_path):
 
 
 @pytest.mark.slow
+def test_defaults_benchmark_reports_the_runs_and_the_advice(tmp_path):
+    out_file = tmp_path / "defaults.json"
+    out = _run("defaults.py", "--quick", "--output", str(out_file))
+    assert "default run (784-30-10, 5 epochs)" in out and "init='normal'" in out
+    report = json.loads(out_file.read_text())
+    assert set(report["784-100-10"]) == {"auto", "normal"}
+    collapsed = report["widths"][0]  # η = 100 on 30 units: the warning names η = 10
+    assert collapsed["named_rate"] == 10.0 and "has collapsed" in collapsed["advice"][0]
+
+
+@pytest.mark.slow
 def test_jax_compare_reports_every_side_and_the_compile_time(tmp_path):
     pytest.importorskip("jax", reason='pip install "portamlp[jax]"')
     pytest.importorskip("torch")
@@ -45,6 +56,10 @@ def test_jax_compare_reports_every_side_and_the_compile_time(tmp_path):
     # the same seed and data: the compiled epoch learns what portamlp on NumPy learns
     assert first["accuracy"]["jax compiled"] == pytest.approx(
         first["accuracy"]["portamlp numpy"], abs=0.02)
+    runs = json.loads(out_file.read_text())["first_run"]
+    assert [r["backend"] for r in runs] == ["jax", "jax", "numpy"]
+    assert runs[0]["compile"] > 0 and runs[2]["compile"] == 0
+    assert runs[0]["test_accuracy"] == pytest.approx(runs[2]["test_accuracy"], abs=0.02)
 
 
 @pytest.mark.slow

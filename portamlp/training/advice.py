@@ -9,8 +9,8 @@ The width rule is measured, not derived: with plain SGD (mini-batches of 10, pix
 sigmoid or ReLU, one epoch of MNIST) a hidden layer of ``w`` units trains for learning rates up
 to about ``300 / w`` and collapses to one class above a few times that (784-100-10 at η = 3.0:
 95 %; 784-512-10 at 3.0: 10 %, at 0.5: 91 %; 784-1024-10 at 3.0: 10 %, at 0.25: 88 %;
-784-30-10 at 10: 92 %, at 30: 9 %). Momentum ``m`` multiplies the step by ``1 / (1 - m)``, so
-the bound shrinks by ``1 - m``.
+784-30-10 at 10: 92 %, at 30: 9 %; ``bench/defaults.py`` reruns them). Momentum ``m``
+multiplies the step by ``1 / (1 - m)``, so the bound shrinks by ``1 - m``.
 """
 
 from __future__ import annotations
