@@ -26,8 +26,9 @@ class DeviceDataset:
 
     Parameters
     ----------
-    x : array of shape (n, n_features)
-        Already on ``backend``'s device, in the training dtype.
+    x : array of shape (n, n_features), or SparseRows
+        Already on ``backend``'s device, in the training dtype; or sparse rows on the host
+        (:class:`portamlp.nn.inputs.SparseRows`), made dense one batch at a time.
     labels : int64 array of shape (n,)
         On the same device.
     n_classes : int
@@ -101,8 +102,10 @@ class DeviceDataset:
         rank, size = shard
         be, xp, n = self.backend, self.backend.xp, len(self)
         w = self.weights
+        host_order = None if rng is None else rng.permutation(n)
+        take_x = getattr(self.x, "rows_at", None)  # sparse rows: densified a batch at a time
         with be.activate():
-            order = None if rng is None else be.asarray(rng.permutation(n))
+            order = None if host_order is None else be.asarray(host_order)
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             m = stop - start
@@ -113,6 +116,8 @@ class DeviceDataset:
                              None if w is None else w[lo:hi, ...])
                 else:
                     idx = order[lo:hi]
-                    batch = (xp.take(self.x, idx, axis=0), xp.take(self.targets, idx, axis=0),
+                    xb = xp.take(self.x, idx, axis=0) if take_x is None else \
+                        take_x(host_order[lo:hi])  # type: ignore[index]
+                    batch = (xb, xp.take(self.targets, idx, axis=0),
                              None if w is None else xp.take(w, idx, axis=0))
             yield batch

@@ -56,7 +56,7 @@ def step_flops(layers, batch_size: int) -> float:
 
 
 def blockers(network: Any, optimizer: Any, config: Any, *, sample_weight: bool = False,
-             processes: int = 1) -> list[str]:
+             processes: int = 1, sparse: bool = False) -> list[str]:
     """Why no fast step can train this run (an empty list: one can).
 
     ``network``, ``optimizer`` and ``config`` are the run's :class:`~portamlp.Network`,
@@ -81,12 +81,17 @@ def blockers(network: Any, optimizer: Any, config: Any, *, sample_weight: bool =
         if optimizer.kernel_rule() is None:
             out.append(f"optimizer {optimizer.name!r} has no kernel code "
                        "(Optimizer.kernel_rule)")
+    if optimizer.full_batch:
+        out.append(f"optimizer {optimizer.name!r} iterates over the whole training set, not "
+                   "in mini-batch steps")
     if config.dropout or config.input_dropout:
         out.append("dropout is not in the fast step")
     if config.max_norm is not None:
         out.append("max_norm is not in the fast step")
     if sample_weight:
         out.append("sample_weight is not in the fast step")
+    if sparse:
+        out.append("sparse x is not in the fast step")
     if processes > 1:
         out.append("distributed training is not in the fast step")
     return out

@@ -291,8 +291,8 @@ def check_name(key: str, value: Any, path) -> str:
     if not isinstance(value, str) or value not in choices:
         registry = "ACTIVATIONS" if key == "activation" else "COSTS"
         raise fail(path, f"unknown {key} {shorten(value)}; the registered ones are "
-                         f"{list(choices)}. If it is your own, register it before loading "
-                         f"({registry}.register, or portamlp --import MODULE on the command line)")
+                         f"{list(choices)}. Own ones: register it before loading "
+                         f"({registry}.register, or portamlp --import MODULE)")
     return value
 
 

@@ -8,6 +8,9 @@
   targets ``y``, ``δᴸ = a − y``.
 * ``"binary_cross_entropy"`` — several labels per sample: a logistic output per label,
   ``C = −Σ [y log a + (1 − y) log(1 − a)]`` with 0/1 targets, ``δᴸ = a − y``.
+* ``"poisson"`` — regression of counts or rates (``y ≥ 0``): an exponential output layer
+  ``a = exp(zᴸ)``, ``C = Σ [y log(y/a) − y + a]`` (half the Poisson deviance, scikit-learn's
+  ``loss="poisson"``; 0 for a perfect fit), ``δᴸ = a − y``.
 
 What a cost's targets are (:attr:`Cost.targets`) decides what training takes as ``y`` and what
 ``predict`` answers: class indices (one-hot targets; the class of the highest output), real
@@ -61,6 +64,9 @@ class Cost:
     kernel_output : {"hidden", "identity"}
         What CuPy's fused kernels apply to the output layer's ``z`` before ``kernel_row``:
         the hidden activation, or nothing.
+    output_name : str or None
+        The output layer's function by scikit-learn's name (``out_activation_``): "softmax",
+        "identity", "logistic", "exp"; None when it is the hidden activation.
     targets : {"classes", "values", "labels"}
         What ``y`` holds (:data:`TARGETS`): class indices (one-hot targets, ``predict`` gives
         the class of the highest output), real values (``predict`` gives the outputs), or 0/1
@@ -81,6 +87,7 @@ class Cost:
     kernel_output: str = "identity"
     kernel_row: str | None = None
     targets: str = "classes"
+    output_name: str | None = None
 
     def value(self, xp, a, y, weights=None):
         """The cost summed over the batch (0-d array), from output activations ``a``."""
@@ -175,6 +182,21 @@ def _bce_value_and_delta(xp, z, a, y, act, with_value, weights=None):
     return xp.sum(terms if weights is None else terms * weights), delta  # value_scale = -1
 
 
+def _exp_output(xp, z, act):
+    return xp.exp(z)
+
+
+def _poisson_value_and_delta(xp, z, a, y, act, with_value, weights=None):
+    delta = None if act is None else (a - y if weights is None else (a - y) * weights)
+    if not with_value:
+        return None, delta
+    # the half Poisson deviance y·log(y/a) − y + a (a = exp z > 0; y·log y is 0 at y = 0)
+    tiny = float(xp.finfo(a.dtype).smallest_normal)
+    y_log_y = y * xp.log(xp.where(y > 0, y, 1.0))
+    terms = y_log_y - y * xp.log(xp.maximum(a, tiny)) - y + a
+    return xp.sum(terms if weights is None else terms * weights), delta
+
+
 def _check(entry: Any) -> None:
     """A cost whose targets are not one of :data:`TARGETS` is refused when registered."""
     if not isinstance(entry, Cost):
@@ -189,11 +211,13 @@ COSTS: Registry[Cost] = Registry("cost", (
     Cost("quadratic", _quadratic_output, _quadratic_value_and_delta, 0.5,
          kernel_output="hidden", kernel_row=_QUADRATIC_ROW),
     Cost("cross_entropy", _ce_output, _ce_value_and_delta, -1.0,
-         kernel_output="identity", kernel_row=_CROSS_ENTROPY_ROW),
+         kernel_output="identity", kernel_row=_CROSS_ENTROPY_ROW, output_name="softmax"),
     Cost("squared_error", _identity_output, _squared_error_value_and_delta, 0.5,
-         targets="values"),
+         targets="values", output_name="identity"),
     Cost("binary_cross_entropy", _logistic_output, _bce_value_and_delta, -1.0,
-         targets="labels"),
+         targets="labels", output_name="logistic"),
+    Cost("poisson", _exp_output, _poisson_value_and_delta, 1.0, targets="values",
+         output_name="exp"),
 ), check=_check)
 
 

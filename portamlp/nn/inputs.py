@@ -2,10 +2,13 @@
 
 Inputs may come from NumPy, CuPy, PyTorch, array-api-strict or nested lists. Arrays already on
 the target backend's device stay there (no copy when the dtype matches); others cross through
-the host once. The checks run once per call, never per mini-batch: shape, numeric dtype, finite
-values (a NaN row is named, with how many there are), and labels that are class indices. The
-finiteness check reads the largest magnitude back, so that a caller can also warn about inputs
-that look unscaled (raw pixels 0–255, raw physical units) at no extra cost.
+the host once. A SciPy sparse matrix stays sparse on the host (:class:`SparseRows`): only the
+rows asked for at a time (a mini-batch, a chunk of a prediction) are made dense and cross to the
+device, so memory holds a mini-batch's dense rows, never the dense matrix. The checks run once
+per call, never per mini-batch: shape, numeric dtype, finite values (a NaN row is named, with
+how many there are), and labels that are class indices. The finiteness check reads the largest
+magnitude back, so that a caller can also warn about inputs that look unscaled (raw pixels
+0–255, raw physical units) at no extra cost.
 """
 
 from __future__ import annotations
@@ -20,7 +23,76 @@ from ..backends import Backend, to_numpy
 from ..errors import warn
 
 __all__ = ["as_features", "as_labels", "as_targets", "host_numeric", "host_labels",
-           "label_range"]
+           "label_range", "SparseRows", "is_sparse"]
+
+
+def is_sparse(x: Any) -> bool:
+    """Whether ``x`` is a SciPy sparse matrix or array (told without importing SciPy)."""
+    return hasattr(x, "tocsr") and hasattr(x, "nnz") and hasattr(x, "shape")
+
+
+class SparseRows:
+    """Samples held as a SciPy CSR matrix on the host, served as dense rows on a backend.
+
+    ``rows[lo:hi]`` and :meth:`rows_at` make only those rows dense, in the training dtype, on the
+    backend's device (one host-to-device copy of that block on a GPU); everything that reads
+    inputs a block at a time (mini-batches, chunked predictions, validation) accepts it in place
+    of an array. It has ``shape``, ``ndim`` and ``dtype`` like one.
+
+    Parameters
+    ----------
+    matrix : SciPy sparse matrix or array, shape (n_samples, n_features)
+    backend : Backend
+    dtype : the backend's dtype for the dense rows
+    """
+
+    ndim = 2
+
+    def __init__(self, matrix: Any, backend: Backend, dtype: Any):
+        self.backend, self.dtype = backend, dtype
+        host_dtype = np.float64 if "64" in str(dtype) else np.float32
+        self.matrix = matrix.tocsr().astype(host_dtype)
+        self.shape = tuple(int(s) for s in self.matrix.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _dense(self, block: Any) -> Any:
+        return self.backend.asarray(np.asarray(block.toarray()), self.dtype)
+
+    def __getitem__(self, key: Any) -> Any:
+        """Dense rows ``lo:hi`` (``rows[lo:hi]`` or ``rows[lo:hi, ...]``)."""
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]
+        if not isinstance(key, slice):
+            raise TypeError("sparse rows are read in blocks: rows[lo:hi] or rows.rows_at(indices)")
+        return self._dense(self.matrix[key])
+
+    def rows_at(self, indices: np.ndarray) -> Any:
+        """Dense rows at the host integer ``indices``."""
+        return self._dense(self.matrix[np.asarray(indices)])
+
+    def head(self, n: int) -> SparseRows:
+        """The first ``n`` rows, still sparse."""
+        return SparseRows(self.matrix[:n], self.backend, self.dtype)
+
+
+def _as_sparse_rows(x: Any, backend: Backend, target: Any, n_in: int | None, what: str,
+                    layers, usual, measured) -> SparseRows:
+    """A SciPy sparse ``x`` checked (shape, numeric, finite) and kept sparse."""
+    if isinstance(x, SparseRows):
+        rows = x if x.backend.library is backend.library and x.dtype == target else \
+            SparseRows(x.matrix, backend, target)
+        _check_shape(rows.shape, n_in, what, layers)
+        return rows
+    if x.ndim != 2:
+        raise ValueError(f"{what} is a sparse array of shape {x.shape}; it must be 2-D")
+    _check_shape(x.shape, n_in, what, layers)
+    values = np.asarray(x.tocsr().data)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        raise TypeError(f"{what} must be a numeric array, got dtype {values.dtype}")
+    _warn_unusual(_check_finite_host(values, what), usual, what, measured)
+    return SparseRows(x, backend, target)
 
 
 def host_numeric(a: Any, what: str) -> np.ndarray:
@@ -80,6 +152,8 @@ def as_features(x: Any, backend: Backend, dtype: Any, n_in: int | None = None, *
     """
     xp = backend.xp
     target = backend.dtype(dtype)
+    if is_sparse(x) or isinstance(x, SparseRows):
+        return _as_sparse_rows(x, backend, target, n_in, what, layers, usual, measured)
     with backend.activate():
         if hasattr(x, "shape") and backend.same_device(x):
             if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")

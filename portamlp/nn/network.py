@@ -32,7 +32,7 @@ from ..errors import warn
 from .activations import Activation, get_activation
 from .costs import Cost, get_cost
 from .init import initial_parameters, make_rng
-from .inputs import as_features, as_labels, as_targets, host_numeric
+from .inputs import SparseRows, as_features, as_labels, as_targets, host_numeric
 
 __all__ = ["Network", "LayerParameters", "CHUNK_ROWS"]
 
@@ -342,7 +342,7 @@ class Network:
         in its dtype (no checks), computed in chunks of :data:`CHUNK_ROWS` rows."""
         xp, n = self.backend.xp, x.shape[0]
         with self.backend.activate():
-            if n <= CHUNK_ROWS:
+            if n <= CHUNK_ROWS and not isinstance(x, SparseRows):
                 return self._output(x)
             return xp.concat([self._output(x[i:min(i + CHUNK_ROWS, n), ...])
                               for i in range(0, n, CHUNK_ROWS)])

@@ -1,8 +1,9 @@
-"""portamlp as a scikit-learn estimator: ``from portamlp.sklearn import MLPClassifier``.
+"""portamlp as scikit-learn estimators: ``from portamlp.sklearn import MLPClassifier,
+MLPRegressor``.
 
-:class:`MLPClassifier` takes scikit-learn's ``MLPClassifier`` parameters (and a few of
-portamlp's own), so code written for scikit-learn's classifier switches by changing the import;
-it trains with :func:`portamlp.train`, on NumPy or, with ``sklearn.set_config(
+:class:`MLPClassifier` and :class:`MLPRegressor` take scikit-learn's parameters (and a few of
+portamlp's own), so code written for scikit-learn's estimators switches by changing the import;
+they train with :func:`portamlp.train`, on NumPy or, with ``sklearn.set_config(
 array_api_dispatch=True)``, on the library and device the data lives on (CuPy, PyTorch,
 array-api-strict).
 
@@ -17,5 +18,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
                       "(or pip install scikit-learn)") from exc
 
 from ._classifier import MLPClassifier
+from ._regressor import MLPRegressor
 
-__all__ = ["MLPClassifier"]
+__all__ = ["MLPClassifier", "MLPRegressor"]

@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..nn.inputs import as_features
 from ..nn.network import Network
 from ..training.config import EpochRecord
-from ._arrays import NUMPY_PLACE, to_place
 
 if TYPE_CHECKING:
-    from ._classifier import MLPClassifier
+    from ._base import BaseMLP
 
 __all__ = ["Schedule", "Epochs", "ADAPTIVE_DIVISOR", "MIN_RATE"]
 
@@ -64,7 +62,7 @@ class Epochs:
 
     Parameters
     ----------
-    est : MLPClassifier
+    est : MLPClassifier or MLPRegressor
         The estimator being fitted: its parameters are read and its fitted attributes written.
     schedule : Schedule
         The learning rate and no-improvement count, carried between calls.
@@ -75,7 +73,8 @@ class Epochs:
     mean_weight : float
         The mean sample weight of the training data (1.0 without weights).
     validation : tuple or None
-        ``(x, y, sample_weight or None)`` held out for early stopping (``y`` as class indices).
+        ``(x, y, sample_weight or None)`` held out for early stopping (``y`` as
+        :func:`portamlp.train` takes it: class indices, values or indicators).
 
     Attributes
     ----------
@@ -85,7 +84,7 @@ class Epochs:
         With early stopping, copies of the parameters of the best epoch.
     """
 
-    def __init__(self, est: MLPClassifier, schedule: Schedule, *, n_train: int, batch: int,
+    def __init__(self, est: BaseMLP, schedule: Schedule, *, n_train: int, batch: int,
                  mean_weight: float, validation: tuple[Any, np.ndarray, Any] | None):
         self.est, self.schedule = est, schedule
         self.n_train = n_train
@@ -95,9 +94,9 @@ class Epochs:
         n_batches = -(-n_train // batch)
         self.l2_scale = 0.5 * float(est.alpha) * n_batches / (n_train * mean_weight)
         self.validation = validation
-        self.weighted_validation = validation is not None and validation[2] is not None
         self.best_parameters: list | None = None
-        self._xv = None
+        #: The network being trained (seen at the first epoch's end).
+        self.network: Network | None = None
 
     def rate(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (a callable ``learning_rate_schedule``)."""
@@ -106,8 +105,9 @@ class Epochs:
     def __call__(self, record: EpochRecord, network: Network) -> bool:
         """Apply scikit-learn's rules after one epoch; True stops training."""
         est, schedule = self.est, self.schedule
+        self.network = network
         self.n_iter += 1
-        loss = record.train_cost + self._l2(network)
+        loss = record.train_cost / est._loss_divisor() + self._l2(network)  # noqa: SLF001
         est.loss_ = loss
         est.loss_curve_.append(loss)
         est.t_ += self.n_train
@@ -157,7 +157,8 @@ class Epochs:
                 schedule.no_improvement_count = 0
             est.best_loss_ = min(best_loss, loss)
             return
-        score = self._validation_score(record, network)
+        assert self.validation is not None
+        score = est._stopping_score(network, record, *self.validation)  # noqa: SLF001
         if est.validation_scores_ is None:
             est.validation_scores_ = []
         est.validation_scores_.append(score)
@@ -173,19 +174,6 @@ class Epochs:
             xp = network.xp
             with network.backend.activate():
                 self.best_parameters = [xp.asarray(p, copy=True) for p in network.parameters()]
-
-    def _validation_score(self, record: EpochRecord, network: Network) -> float:
-        """The held-out accuracy (weighted by the held-out sample weights, if any)."""
-        if not self.weighted_validation:
-            return float(record.validation_accuracy or 0.0)
-        assert self.validation is not None
-        x, y, w = self.validation
-        if self._xv is None:  # staged once on the network's device
-            self._xv = as_features(x, network.backend, network.dtype, network.layers[0])
-        predicted = to_place(network.predict(self._xv), NUMPY_PLACE)
-        if not w.sum() > 0:
-            return float(np.mean(predicted == y))
-        return float(np.average(predicted == y, weights=w))
 
     def finish(self, network: Network) -> None:
         """With early stopping, end with the best epoch's weights (as scikit-learn does)."""

@@ -41,11 +41,12 @@ from ..nn.network import Network
 from ..training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
-    from ._classifier import MLPClassifier
+    from ._base import BaseMLP
 
 __all__ = ["SKLEARN_ACTIVATIONS", "LEARNING_RATES", "Checked", "activation_names",
            "solver_names", "cost_names", "to_portamlp_activation", "to_sklearn_activation",
-           "out_activation", "SOLVER_HYPER_PARAMETERS", "hidden_layers", "check_parameters"]
+           "out_activation", "SOLVER_HYPER_PARAMETERS", "hidden_layers", "check_parameters",
+           "invalid_parameter"]
 
 #: scikit-learn's activation names that portamlp registers under another name.
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
@@ -75,27 +76,28 @@ def solver_names() -> tuple[str, ...]:
     return tuple(OPTIMIZERS)
 
 
-def cost_names() -> tuple[str, ...]:
-    """The values ``cost`` takes: every registered cost whose targets are classes."""
-    return tuple(name for name, cost in COSTS.items() if cost.targets == "classes")
+def cost_names(targets: str = "classes") -> tuple[str, ...]:
+    """The registered costs whose targets are ``targets``: the values the classifier's
+    ``cost`` takes ("classes"), the regressor's ``loss`` ("values")."""
+    return tuple(name for name, cost in COSTS.items() if cost.targets == targets)
 
 
 def out_activation(network: Network) -> str:
-    """``out_activation_`` of a fitted network: ``"softmax"`` with the cross-entropy cost,
-    else the hidden activation, by the estimator's name."""
-    if network.cost == "cross_entropy":
-        return "softmax"
-    return to_sklearn_activation(network.activation)
+    """``out_activation_`` of a fitted network: its cost's output function (``"softmax"``,
+    ``"identity"``, ``"logistic"``, ...), or the hidden activation by the estimator's name for a
+    cost whose output layer uses it."""
+    output = COSTS[network.cost].output_name
+    return to_sklearn_activation(network.activation) if output is None else output
 
 
 # ----------------------------------------------------------------- solver hyper-parameters
-def _sgd_hyper_parameters(est: MLPClassifier) -> dict[str, Any]:
+def _sgd_hyper_parameters(est: BaseMLP) -> dict[str, Any]:
     """``momentum`` and ``nesterovs_momentum`` as portamlp's SGD takes them."""
     momentum = float(est.momentum)
     return {"momentum": momentum, "nesterov": bool(est.nesterovs_momentum) and momentum > 0}
 
 
-def _adam_hyper_parameters(est: MLPClassifier) -> dict[str, Any]:
+def _adam_hyper_parameters(est: BaseMLP) -> dict[str, Any]:
     """``beta_1``, ``beta_2`` and ``epsilon`` as portamlp's Adam takes them."""
     return {"beta1": float(est.beta_1), "beta2": float(est.beta_2),
             "epsilon": float(est.epsilon)}
@@ -103,7 +105,7 @@ def _adam_hyper_parameters(est: MLPClassifier) -> dict[str, Any]:
 
 #: The solvers that scikit-learn's parameters configure; any other registered optimizer trains
 #: with the defaults it declares.
-SOLVER_HYPER_PARAMETERS: dict[str, Callable[[MLPClassifier], dict[str, Any]]] = {
+SOLVER_HYPER_PARAMETERS: dict[str, Callable[[BaseMLP], dict[str, Any]]] = {
     "sgd": _sgd_hyper_parameters,
     "adam": _adam_hyper_parameters,
 }
@@ -131,7 +133,7 @@ class Checked:
 
 
 @contextlib.contextmanager
-def _invalid_parameter() -> Iterator[None]:
+def invalid_parameter() -> Iterator[None]:
     """Re-raise a check's TypeError or ValueError as InvalidParameterError (same message)."""
     try:
         yield
@@ -159,15 +161,9 @@ def hidden_layers(sizes: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in values)
 
 
-def _check_names(est: MLPClassifier) -> None:
-    """scikit-learn's options that portamlp has no entry for, refused with what to use; and
-    portamlp's names of the activations that the estimator takes by scikit-learn's."""
+def _check_names(est: BaseMLP) -> None:
+    """portamlp's names of the activations that the estimator takes by scikit-learn's."""
     activations = list(activation_names())
-    if est.solver == "lbfgs" and "lbfgs" not in OPTIMIZERS:
-        raise InvalidParameterError(
-            "solver='lbfgs' is not available in portamlp, which trains by mini-batch gradient "
-            f"descent; use one of {list(solver_names())} (solver='adam' is the default), or "
-            "sklearn.neural_network.MLPClassifier for L-BFGS")
     if isinstance(est.activation, str) and est.activation not in activations and \
             to_sklearn_activation(est.activation) in activations:
         raise InvalidParameterError(
@@ -193,12 +189,12 @@ def _check_random_state(value: Any) -> None:
                                 f"numpy.random.RandomState, got {value!r}")
 
 
-def check_parameters(est: MLPClassifier, incremental: bool) -> Checked:
+def check_parameters(est: BaseMLP, incremental: bool) -> Checked:
     """Check the estimator's parameters (scikit-learn validates in fit, not in __init__).
 
     Parameters
     ----------
-    est : MLPClassifier
+    est : MLPClassifier or MLPRegressor
     incremental : bool
         True for ``partial_fit``.
 
@@ -214,11 +210,10 @@ def check_parameters(est: MLPClassifier, incremental: bool) -> Checked:
         value given and what would be valid.
     """
     _check_names(est)
-    with _invalid_parameter():
+    with invalid_parameter():
         check_choice("solver", est.solver, solver_names())
         check_choice("activation", est.activation, activation_names())
         check_choice("learning_rate", est.learning_rate, LEARNING_RATES)
-        check_choice("cost", est.cost, cost_names())
         check_choice("init", est.init, init_names())
         if est.dtype is not None:
             check_dtype(est.dtype)

@@ -5,11 +5,12 @@ pickle refuses), so the estimator pickles its network as host arrays plus the ba
 device, and rebuilds it there on unpickling (on NumPy, with a warning, when that backend is not
 usable on the unpickling machine). The optimizer's state travels the same way.
 
-Model files: :meth:`MLPClassifier.save` writes one portamlp model file (``.safetensors`` or
-``.json``) whose network :func:`portamlp.load` reads as usual; the estimator's parameters and
-fitted facts (classes, feature names, curves) ride along as JSON, in the safetensors header's
-metadata under the key ``"portamlp.sklearn"`` or in the JSON document under ``"sklearn"``.
-Nothing is ever unpickled from a model file. :func:`save_estimator` and :func:`load_estimator`
+Model files: :meth:`MLPClassifier.save` (and ``MLPRegressor.save``) writes one portamlp model
+file (``.safetensors`` or ``.json``) whose network :func:`portamlp.load` reads as usual; the
+estimator's parameters and fitted facts (classes, feature names, curves) ride along as JSON, in
+the safetensors header's metadata under the key ``"portamlp.sklearn"`` or in the JSON document
+under ``"sklearn"``. Nothing is ever unpickled from a model file. :func:`save_estimator` and
+:func:`load_estimator`
 are the bodies of :meth:`MLPClassifier.save` and :meth:`MLPClassifier.load`.
 """
 
@@ -35,19 +36,21 @@ from ._arrays import backend_for_place, device_spec
 from ._params import out_activation
 
 if TYPE_CHECKING:
-    from ._classifier import MLPClassifier
+    from ._base import BaseMLP
 
-    _Estimator = TypeVar("_Estimator", bound=MLPClassifier)
+    _Estimator = TypeVar("_Estimator", bound=BaseMLP)
 
 __all__ = ["network_state", "network_from_state", "optimizer_state_to_host", "encode_classes",
            "decode_classes", "estimator_document", "save_estimator", "load_estimator",
            "write_model", "read_estimator_document", "METADATA_KEY", "DOCUMENT_KEY",
-           "FORMAT_NAME", "FORMAT_VERSION"]
+           "FORMAT_NAME", "FORMAT_NAMES", "FORMAT_VERSION"]
 
 #: Where the estimator's document sits in a safetensors header / a JSON model file.
 METADATA_KEY = "portamlp.sklearn"
 DOCUMENT_KEY = "sklearn"
 FORMAT_NAME = "portamlp-sklearn-mlpclassifier"
+#: Each estimator's document format (the classifier's kept its first name).
+FORMAT_NAMES = {"MLPClassifier": FORMAT_NAME, "MLPRegressor": "portamlp-sklearn-mlpregressor"}
 FORMAT_VERSION = 1
 
 
@@ -129,12 +132,12 @@ _FITTED_KEYS = ("n_iter_", "t_", "loss_curve_", "loss_", "best_loss_", "best_val
                 "validation_scores_")
 
 
-def estimator_document(est: MLPClassifier) -> dict[str, Any]:
+def estimator_document(est: BaseMLP) -> dict[str, Any]:
     """The JSON document a model file keeps of a fitted estimator besides its network.
 
     Parameters
     ----------
-    est : MLPClassifier
+    est : MLPClassifier or MLPRegressor
         A fitted estimator.
 
     Returns
@@ -145,25 +148,37 @@ def estimator_document(est: MLPClassifier) -> dict[str, Any]:
     params = {k: _plain_param(k, v) for k, v in est.get_params().items()}
     fitted: dict[str, Any] = {
         "n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_),
-        "t_": int(est.t_), "loss_curve_": [float(v) for v in est.loss_curve_],
-        "loss_": _float_or_none(getattr(est, "loss_", None)),
-        "best_loss_": _float_or_none(est.best_loss_),
-        "best_validation_score_": _float_or_none(est.best_validation_score_),
-        "validation_scores_": None if est.validation_scores_ is None else
-        [float(v) for v in est.validation_scores_]}
+        "t_": int(est.t_), "loss_": _float_or_none(getattr(est, "loss_", None))}
+    if hasattr(est, "loss_curve_"):  # the stochastic solvers' curves and bests
+        scores = est.validation_scores_
+        fitted.update({
+            "loss_curve_": [float(v) for v in est.loss_curve_],
+            "best_loss_": _float_or_none(est.best_loss_),
+            "best_validation_score_": _float_or_none(est.best_validation_score_),
+            "validation_scores_": None if scores is None else [float(v) for v in scores]})
     if hasattr(est, "feature_names_in_"):
         fitted["feature_names_in_"] = [str(v) for v in est.feature_names_in_]
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "params": params,
-            "classes": encode_classes(est.classes_), "fitted": fitted}
+    if hasattr(est, "_label_kind"):
+        fitted["label_kind"] = est._label_kind  # noqa: SLF001
+    document = {"format": FORMAT_NAMES[_estimator_name(type(est))], "version": FORMAT_VERSION,
+                "params": params, "fitted": fitted}
+    if hasattr(est, "classes_"):
+        document["classes"] = encode_classes(est.classes_)
+    return document
 
 
-def save_estimator(est: MLPClassifier, path: str | os.PathLike, *, format: str | None = None,
+def _estimator_name(cls: type) -> str:
+    """The portamlp estimator ``cls`` is, or derives from."""
+    return next(k.__name__ for k in cls.__mro__ if k.__name__ in FORMAT_NAMES)
+
+
+def save_estimator(est: BaseMLP, path: str | os.PathLike, *, format: str | None = None,
                    overwrite: bool = False) -> Path:
     """Write a fitted estimator to one model file (the body of :meth:`MLPClassifier.save`).
 
     Parameters
     ----------
-    est : MLPClassifier
+    est : MLPClassifier or MLPRegressor
         A fitted estimator.
     path : str or path-like
     format : {"safetensors", "json"}, optional
@@ -203,29 +218,35 @@ def load_estimator(cls: type[_Estimator], path: str | os.PathLike, *, backend: A
     ModelFormatError
         The file is not a saved MLPClassifier; the message says what is wrong.
     """
-    document = read_estimator_document(path, format)
+    document = read_estimator_document(path, format, _estimator_name(cls))
     params = dict(document.get("params") or {})
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     known = cls().get_params()
     estimator = cls(**{k: v for k, v in params.items() if k in known})
     fitted = document.get("fitted") or {}
-    estimator.classes_ = decode_classes(document.get("classes"), path)
     network = load_network(path, backend=backend if backend is not None else
                            params.get("backend"), device=device if device is not None else
                            params.get("device"), format=format)
-    if network.layers[-1] != len(estimator.classes_):
+    if "classes" in document:
+        estimator.classes_ = decode_classes(document.get("classes"), path)
+        estimator._label_kind = str(fitted.get("label_kind", "multiclass"))
+    else:
+        estimator._n_targets = int(network.layers[-1])
+    if network.layers[-1] != estimator._n_outputs():
         raise ModelFormatError(f"{path}: the network has {network.layers[-1]} outputs for "
-                               f"{len(estimator.classes_)} classes")
+                               f"{estimator._n_outputs()} targets")
     estimator.network_ = network
     estimator.n_features_in_ = int(fitted.get("n_features_in_", network.layers[0]))
     if "feature_names_in_" in fitted:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     for key in _FITTED_KEYS:
-        setattr(estimator, key, fitted.get(key))
-    estimator.n_iter_ = int(estimator.n_iter_ or 0)
-    estimator.t_ = int(estimator.t_ or 0)
-    estimator.loss_curve_ = list(estimator.loss_curve_ or [])
+        if key in fitted:
+            setattr(estimator, key, fitted[key])
+    estimator.n_iter_ = int(fitted.get("n_iter_") or 0)
+    estimator.t_ = int(fitted.get("t_") or 0)
+    if "loss_curve_" in fitted:
+        estimator.loss_curve_ = list(fitted["loss_curve_"] or [])
     estimator.n_layers_ = len(network.layers)
     estimator.n_outputs_ = int(network.layers[-1])
     estimator.out_activation_ = out_activation(network)
@@ -276,8 +297,9 @@ def write_model(network: Network, document: dict[str, Any], path: str | os.PathL
 
 
 def read_estimator_document(path: str | os.PathLike, format: str | None = None,
+                            estimator: str = "MLPClassifier",
                             max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
-    """The estimator's document in a model file written by :func:`write_model`."""
+    """The ``estimator``'s document in a model file written by :func:`write_model`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -286,7 +308,7 @@ def read_estimator_document(path: str | os.PathLike, format: str | None = None,
         _, metadata = read_safetensors(path, max_bytes)
         if METADATA_KEY not in metadata:
             raise ModelFormatError(f"{path}: a portamlp model file, but not a saved "
-                                   "MLPClassifier (no estimator parameters in its metadata); load "
+                                   f"{estimator} (no estimator parameters in its metadata); load "
                                    "the network with portamlp.load")
         try:
             document = json.loads(metadata[METADATA_KEY])
@@ -303,12 +325,18 @@ def read_estimator_document(path: str | os.PathLike, format: str | None = None,
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ModelFormatError(f"{path}: not a valid JSON model file ({exc})") from None
         if not isinstance(doc, dict) or DOCUMENT_KEY not in doc:
-            raise ModelFormatError(f"{path}: not a saved MLPClassifier (no {DOCUMENT_KEY!r} "
+            raise ModelFormatError(f"{path}: not a saved {estimator} (no {DOCUMENT_KEY!r} "
                                    "entry); load a plain network with portamlp.load")
         document = doc[DOCUMENT_KEY]
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise ModelFormatError(f"{path}: the estimator's entry is not a {FORMAT_NAME!r} "
-                               "document")
+    if not isinstance(document, dict):
+        raise ModelFormatError(f"{path}: the estimator's entry is not a document")
+    saved = next((name for name, f in FORMAT_NAMES.items() if f == document.get("format")), None)
+    if saved is None:
+        raise ModelFormatError(f"{path}: the estimator's entry is not a "
+                               f"{FORMAT_NAMES[estimator]!r} document")
+    if saved != estimator:
+        raise ModelFormatError(f"{path}: a saved {saved}, not an {estimator}; load it with "
+                               f"{saved}.load")
     if document.get("version") != FORMAT_VERSION:
         raise ModelFormatError(f"{path}: estimator format version {document.get('version')!r} "
                                f"is not supported (this portamlp reads {FORMAT_VERSION}); "

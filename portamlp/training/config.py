@@ -176,7 +176,8 @@ class TrainConfig:
     cost: str = option("quadratic", "quadratic is Nielsen's and the original program's; "
                        "cross_entropy has a softmax output; squared_error fits values "
                        "(regression, an identity output); binary_cross_entropy fits several "
-                       "0/1 labels per sample (a logistic output each)",
+                       "0/1 labels per sample (a logistic output each); poisson fits counts "
+                       "(an exponential output)",
                        _one_of(lambda: COSTS), kind="str",
                        choices=lambda: tuple(COSTS))
     optimizer: str = option("sgd", "how gradients update the weights; each has its own "
@@ -242,6 +243,20 @@ class TrainConfig:
             check_layers(self.layers)  # a classifier: two outputs at least
         object.__setattr__(self, "optimizer_options",
                            hyper_parameters(self.optimizer, self.optimizer_options))
+        if OPTIMIZERS[self.optimizer].full_batch:
+            self._check_full_batch()
+
+    def _check_full_batch(self) -> None:
+        """A full-batch optimizer's line search needs the same cost each time it looks."""
+        noisy = [f"{name}={getattr(self, name)!r}" for name in ("dropout", "input_dropout")
+                 if getattr(self, name)]
+        if self.max_norm is not None:
+            noisy.append(f"max_norm={self.max_norm!r}")
+        if noisy:
+            raise ValueError(f"optimizer={self.optimizer!r} minimises one fixed cost over the "
+                             f"whole training set, which {' and '.join(noisy)} would change "
+                             "between its evaluations: leave them out, or use optimizer='sgd' "
+                             "or 'adam'")
 
     def __getattr__(self, name: str) -> Any:
         options = self.__dict__.get("optimizer_options") or {}

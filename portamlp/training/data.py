@@ -17,7 +17,7 @@ from ..datasets.registry import default_validation_length, n_classes
 from ..datasets.scaling import Preprocessing
 from ..datasets.sources import read_split
 from ..datasets.staging import DeviceDataset
-from ..nn.inputs import as_features, as_labels, as_targets, host_numeric
+from ..nn.inputs import SparseRows, as_features, as_labels, as_targets, host_numeric
 from ..nn.network import Network
 from .advice import UNSCALED
 from .config import TrainConfig
@@ -152,7 +152,7 @@ def stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
     if limit is not None:
         if limit > xs.shape[0]:
             raise ValueError(f"{what}_length={limit} exceeds the {xs.shape[0]} samples given")
-        xs = xs[:limit, ...]
+        xs = xs.head(limit) if isinstance(xs, SparseRows) else xs[:limit, ...]
         ys = None if ys is None else ys[:limit]
         targets = None if targets is None else targets[:limit, ...]
         weights = None if weights is None else weights[:limit]

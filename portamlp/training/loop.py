@@ -30,6 +30,7 @@ from ..distributed import SINGLE_PROCESS, Communicator
 from ..errors import DivergenceError, TrainingInterrupted
 from ..files.checkpoints import RunPosition, checkpoint_path, save_checkpoint
 from ..files.run_records import EpochRecord
+from ..nn.inputs import SparseRows
 from ..nn.network import Network
 from .config import TrainConfig
 from .data import Splits
@@ -123,6 +124,8 @@ class Trainer:
         self.checkpoint, self.own_data = checkpoint, own_data
         self.n_batches = -(-len(data.train) // cfg.batch_size)
         self.history: list[EpochRecord] = []
+        #: Set when a full-batch optimizer has finished (converged or out of evaluations).
+        self.finished = False
         self.snapshot = self._copy_parameters()  # the network at its last complete epoch
         self.monitor = Monitor(cfg.monitor, cfg.min_delta)
         self.stopper = EarlyStopping(self.monitor, cfg.patience, cfg.restore_best) \
@@ -134,7 +137,8 @@ class Trainer:
             self.dropout = Dropout(be.xp, be.device, net.layers, cfg.dropout, cfg.input_dropout,
                                    cfg.seed or 0, net.parameters()[0].dtype)
         reasons = fast.blockers(net, opt, cfg, sample_weight=data.train.weights is not None,
-                                processes=comm.size)
+                                processes=comm.size,
+                                sparse=isinstance(data.train.x, SparseRows))
         #: the fast step of the network's backend (see portamlp.fast), or None: the portable one
         self.fast = fast.new_fast_epoch(net, opt, data.train, cfg) \
             if fast.wanted(cfg.fast_path, reasons) else None
@@ -182,6 +186,7 @@ class Trainer:
                                            rng_state(self.rng))
                     state = EpochState(epoch, epoch == cfg.epochs, record, self.net,
                                        self.monitor, position)
+                    state.stop = self.finished  # a full-batch optimizer has converged
                     for hook in self.hooks:
                         hook.after_epoch(state)
                     signalled = self._agreed_signal(received[0])
@@ -213,6 +218,8 @@ class Trainer:
         bar = progress_bar(self.progress, self.n_batches, epoch, cfg.epochs, first_batch)
         start = time.perf_counter()
         steps = self._portable_epoch if self.fast is None else self._fast_epoch
+        if self.opt.full_batch:
+            steps = self._full_batch_epoch
         try:
             with memory_phase("a training step", net.backend, self._step_advice(),
                               self._step_bytes()):
@@ -271,6 +278,36 @@ class Trainer:
                 self._stop_at_step(epoch, i + 1, signalled, costs, carried, start,
                                    state_at_start)
         return costs
+
+    def _full_batch_epoch(self, epoch, first_batch, received, bar, carried, start,
+                          state_at_start) -> list:
+        """One iteration of a full-batch optimizer (L-BFGS): each evaluation of the cost and
+        gradient sums them over every mini-batch of the training set (all ranks' shares), so
+        ``batch_size`` bounds the memory without changing the result. Returns the cost at the
+        new parameters (raw, as the portable step's costs are). A signal is answered after
+        the iteration."""
+        net, xp = self.net, self.net.xp
+        data, exchange, rank_size = self.data.train, self.exchange, self.comm.shard
+        batch_size = self.cfg.batch_size
+
+        def evaluate():
+            if bar is not None:  # the bar shows each evaluation's pass over the data
+                bar.reset()
+            cost, total = None, None
+            for xb, tb, wb in data.batches(batch_size, None, shard=rank_size):
+                c, grads = net.backprop(xb, tb, sample_weight=wb)
+                cost = c if cost is None else cost + c
+                total = grads if total is None else [t + g for t, g in zip(total, grads)]
+                if bar is not None:
+                    bar.update(1)
+            assert cost is not None and total is not None
+            if exchange is not None:
+                cost, total, _ = exchange.reduce(cost, total, None)
+            return cost * net.cost_scale, total
+
+        raw, self.finished = self.opt.iterate(evaluate, 1.0 / len(data))
+        return [xp.asarray(raw / net.cost_scale, dtype=net.parameters()[0].dtype,
+                           device=net.backend.device)]
 
     def _settle_state(self, settle) -> None:
         """The parameters and the optimizer's state computed and stored (a lazy library)."""

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..checks import check_bool, check_float
+from ..checks import check_bool, check_float, check_int
 from ..registry import Registry
 
-__all__ = ["HyperParameter", "KernelRule", "Optimizer", "SGD", "Adam", "OPTIMIZERS",
+__all__ = ["HyperParameter", "KernelRule", "Optimizer", "SGD", "Adam", "LBFGS", "OPTIMIZERS",
            "make_optimizer", "hyper_parameters", "apply_max_norm"]
 
 
@@ -83,6 +83,9 @@ class Optimizer:
     help: ClassVar[str] = ""
     #: Its hyper-parameters, besides the learning rate and weight decay every one has.
     hyper_parameters: ClassVar[tuple[HyperParameter, ...]] = ()
+    #: True for an optimizer that minimises the cost over the whole training set: it takes
+    #: :meth:`iterate` once per epoch instead of :meth:`step` once per mini-batch.
+    full_batch: ClassVar[bool] = False
 
     def __init__(self, params: list, backend: Any, *, learning_rate: float,
                  weight_decay: float = 0.0, **hyper: Any):
@@ -108,6 +111,17 @@ class Optimizer:
     def update(self, grads: list, scale: float) -> None:
         """The update itself (subclasses)."""
         raise NotImplementedError
+
+    def iterate(self, evaluate: Callable[[], tuple[Any, list]], scale: float) -> tuple[Any, bool]:
+        """One iteration of a full-batch optimizer (:attr:`full_batch`).
+
+        ``evaluate()`` returns the cost summed over the training set (a 0-d array, as
+        :meth:`portamlp.Network.backprop` returns it times the cost's scale) and its gradients,
+        at the parameters as they are now; ``scale`` turns sums into means. Returns the summed
+        cost at the new parameters and whether the optimizer has finished (converged, or out of
+        evaluations); why is in :meth:`scalars`.
+        """
+        raise TypeError(f"optimizer {self.name!r} updates per mini-batch: call step(grads, scale)")
 
     def advance(self, steps: int) -> None:
         """Count ``steps`` steps taken by the fast step's kernels."""
@@ -147,6 +161,14 @@ def _decay_rate(name, value):
 
 def _positive(name, value):
     return check_float(name, value, above=0.0)
+
+
+def _non_negative(name, value):
+    return check_float(name, value, minimum=0.0)
+
+
+def _count(name, value):
+    return check_int(name, value, minimum=1)
 
 
 class SGD(Optimizer):
@@ -306,6 +328,84 @@ _ADAM_RULE = """
     *p -= step * m / (sqrt(v) + eps_hat);
 """
 
+class LBFGS(Optimizer):
+    """L-BFGS over the whole training set (Nocedal & Wright, chapter 7): each epoch is one
+    iteration, a quasi-Newton direction from the last ``history`` steps and a line search
+    satisfying the strong Wolfe conditions (:mod:`portamlp.training.lbfgs`).
+
+    It minimises the mean cost plus ``½·weight_decay·Σ‖W‖²`` (the decay on weight matrices, not
+    biases: the gradient SGD follows). The learning rate is not used: the line search chooses
+    each step. It stops before ``epochs`` when the largest gradient component is at most
+    ``gtol``, when the relative decrease of the objective is at most ``ftol``, or once the cost
+    and gradient have been evaluated more than ``max_fun`` times (as SciPy's L-BFGS-B, which
+    scikit-learn uses, does); :meth:`scalars` says which. The memory is not saved in
+    checkpoints: a resumed run starts it afresh.
+    """
+
+    name = "lbfgs"
+    help = "L-BFGS over the whole training set (each epoch one iteration; no learning rate)"
+    full_batch = True
+    hyper_parameters = (
+        HyperParameter("history", 10, "the steps remembered for its curvature (>= 1)",
+                       _count, kind="int"),
+        HyperParameter("max_fun", 15000, "stop after this many evaluations of the cost "
+                       "and gradient (>= 1)", _count, kind="int"),
+        HyperParameter("gtol", 1e-5, "stop when every gradient component is at most "
+                       "this (>= 0)", _non_negative),
+        HyperParameter("ftol", 2.220446049250313e-09, "stop when the objective falls "
+                       "by at most this, relative to it (>= 0)", _non_negative),
+    )
+    history: int
+    max_fun: int
+    gtol: float
+    ftol: float
+
+    def __init__(self, params: list, backend: Any, **options: Any):
+        super().__init__(params, backend, **options)
+        from .lbfgs import LBFGS as Minimizer
+
+        self.minimizer = Minimizer(self.xp, history=self.history, max_fun=self.max_fun,
+                                   gtol=self.gtol, ftol=self.ftol)
+        #: Why the last iteration stopped the run ("" while it goes on).
+        self.reason = ""
+
+    def update(self, grads: list, scale: float) -> None:
+        raise TypeError("optimizer 'lbfgs' is full-batch: it takes iterate(evaluate, scale) "
+                        "once per epoch, not step(grads, scale)")
+
+    def iterate(self, evaluate: Callable[[], tuple[Any, list]], scale: float) -> tuple[Any, bool]:
+        from .lbfgs import flatten, unflatten
+
+        xp, params, wd = self.xp, self.params, self.weight_decay
+        shapes = [tuple(p.shape) for p in params]
+        decayed = [p.ndim == 2 for p in params]
+
+        def objective(vector):
+            params[:] = unflatten(xp, vector, shapes)
+            cost, grads = evaluate()
+            f, grads = cost * scale, [g * scale for g in grads]
+            if wd:
+                f = f + 0.5 * wd * sum(xp.sum(p * p) for p, d in zip(params, decayed) if d)
+                grads = [g + wd * p if d else g for g, p, d in zip(grads, params, decayed)]
+            return f, flatten(xp, grads)
+
+        self.t += 1
+        vector, reason = self.minimizer.iterate(flatten(xp, params), objective)
+        params[:] = unflatten(xp, vector, shapes)
+        self.reason = reason or ""
+        f = self.minimizer.f
+        if wd:
+            f -= 0.5 * wd * sum(float(xp.sum(p * p)) for p, d in zip(params, decayed) if d)
+        return f / scale, reason is not None
+
+    def scalars(self) -> dict[str, Any]:
+        return {"t": self.t, "evaluations": self.minimizer.n_fun, "reason": self.reason}
+
+    def load_state(self, arrays: dict[str, Any], scalars: dict[str, Any]) -> None:
+        super().load_state(arrays, scalars)
+        self.minimizer.reset()
+
+
 def _check(entry: Any) -> None:
     """An optimizer that could not work is refused when it is registered."""
     if not (isinstance(entry, type) and issubclass(entry, Optimizer)):
@@ -316,12 +416,15 @@ def _check(entry: Any) -> None:
             raise TypeError(f"optimizer {entry.name!r}: hyper_parameters holds "
                             f"HyperParameter entries, got {hp!r}")
         hp.check(hp.name, hp.default)  # the default must pass its own check
-    if entry.update is Optimizer.update:
+    if entry.full_batch and entry.iterate is Optimizer.iterate:
+        raise TypeError(f"optimizer {entry.name!r} is full_batch but does not define "
+                        "iterate(evaluate, scale)")
+    if not entry.full_batch and entry.update is Optimizer.update:
         raise TypeError(f"optimizer {entry.name!r} does not define update(grads, scale)")
 
 
 #: The optimizers, by name.
-OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", (SGD, Adam), check=_check)
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", (SGD, Adam, LBFGS), check=_check)
 
 
 def hyper_parameters(optimizer: str | type[Optimizer], given: dict[str, Any]) -> dict[str, Any]:
