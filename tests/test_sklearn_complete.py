@@ -288,3 +288,21 @@ def test_one_class_is_a_constant_model(digits):
     assert list(est.predict(x[:5])) == ["seven"] * 5
     np.testing.assert_array_equal(est.predict_proba(x[:5]), np.ones((5, 1)))
     assert est.score(x[:40], y) == 1.0
+
+
+def test_lbfgs_runs_get_advice_without_a_learning_rate():
+    """L-BFGS has no learning rate to change: advice asks for more iterations; the default
+    batch_size is a large chunk (it only bounds the rows computed at once)."""
+    from portamlp.training.advice import collapse_advice, dead_class_options
+    from portamlp.training.config import TrainConfig
+
+    cfg = TrainConfig(optimizer="lbfgs", cost="cross_entropy", epochs=3, init="scaled")
+    text, options = collapse_advice(cfg, (784, 30, 10), [2.0, 1.9])
+    assert options == {"epochs": 12} and "full-batch" in text
+    assert dead_class_options(cfg, (784, 30, 10)) == {"epochs": 12}
+    assert "learning_rate" in dead_class_options(TrainConfig(cost="cross_entropy",
+                                                             init="scaled"), (784, 30, 10))
+    x = np.random.default_rng(0).standard_normal((30, 3))
+    result = portamlp.train(x=x, y=x[:, :1], cost="squared_error", optimizer="lbfgs",
+                            epochs=2, seed=0)
+    assert result.config.batch_size == portamlp.training.resolve.FULL_BATCH_CHUNK

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..nn.activations import ACTIVATIONS
 from ..nn.init import AUTO
+from .optimizers import OPTIMIZERS
 
 __all__ = ["WIDTH_RATE", "UNSCALED", "rate_limit", "nice_below", "rate_advice", "collapse_advice",
            "dead_class_options", "collapsed"]
@@ -74,6 +75,9 @@ def collapse_advice(config: Any, layers: Sequence[int], costs: Sequence[float],
         return (f"its inputs look unscaled (values up to {largest_input:.4g} in magnitude): "
                 "scale them first (divide pixels by 255, or standardise each column); the "
                 "learning rate cannot make up for it"), {}
+    if _full_batch(config):  # no learning rate: each iteration's line search picks the step
+        return ("a full-batch optimizer takes one step per epoch: try {options}, or check "
+                "that the inputs are scaled (about -1 to 1)"), {"epochs": 4 * config.epochs}
     smaller, why = rate_advice(config, layers)
     if why is not None:
         return f"{why}: try {{options}}", {"learning_rate": smaller}
@@ -100,10 +104,18 @@ def dead_class_options(config: Any, layers: Sequence[int]) -> dict[str, Any]:
         options["init"] = "scaled"
     if config.cost != "cross_entropy":
         options["cost"] = "cross_entropy"
+    if _full_batch(config):  # no learning rate to change: more iterations instead
+        return options or {"epochs": 4 * config.epochs}
     rate, why = rate_advice(config, layers)
     if why is not None or not options:
         options["learning_rate"] = rate
     return options
+
+
+def _full_batch(config: Any) -> bool:
+    """Whether the run's optimizer minimises over the whole training set (L-BFGS)."""
+    optimizer = OPTIMIZERS.get(getattr(config, "optimizer", ""))
+    return bool(optimizer is not None and optimizer.full_batch)
 
 
 def collapsed(accuracy: float, predicted: Sequence[int], labels: Sequence[int]) \

@@ -27,6 +27,9 @@ from ..nn.inputs import host_numeric, label_range
 from ..nn.network import Network
 from .config import DEFAULT_HIDDEN, DEFAULT_LAYERS, RUN_OPTIONS, TrainConfig
 from .optimizers import OPTIMIZERS
+
+#: Rows a full-batch optimizer (L-BFGS) computes at once when ``batch_size`` is not given.
+FULL_BATCH_CHUNK = 8192
 from .seeds import fresh_seed
 
 __all__ = ["Run", "DataSource", "resolve_run", "CONFIG_NAMES", "check_keywords"]
@@ -132,6 +135,11 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
     if config["layers"] is None:
         config["layers"] = DEFAULT_LAYERS if not data.own else \
             _infer_layers(data.x, data.y, _cost_targets(config["cost"]))
+    if "batch_size" not in given and config["optimizer"] in OPTIMIZERS and \
+            OPTIMIZERS[config["optimizer"]].full_batch:
+        # a full-batch optimizer sums over every row each time: batch_size only bounds the
+        # rows computed at once, and the default of 10 would make that needlessly slow
+        config["batch_size"] = FULL_BATCH_CHUNK
     # the caller's hyper-parameters are the chosen optimizer's or refused (a checkpoint's were
     # read leniently: an earlier release saved every optimizer's)
     cfg = TrainConfig(**{k: config[k] for k in CONFIG_NAMES},
