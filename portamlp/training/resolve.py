@@ -27,10 +27,10 @@ from ..nn.inputs import host_numeric, label_range
 from ..nn.network import Network
 from .config import DEFAULT_HIDDEN, DEFAULT_LAYERS, RUN_OPTIONS, TrainConfig
 from .optimizers import OPTIMIZERS
+from .seeds import fresh_seed
 
 #: Rows a full-batch optimizer (L-BFGS) computes at once when ``batch_size`` is not given.
 FULL_BATCH_CHUNK = 8192
-from .seeds import fresh_seed
 
 __all__ = ["Run", "DataSource", "resolve_run", "CONFIG_NAMES", "check_keywords"]
 
