@@ -57,7 +57,7 @@ from ._arrays import (
 from ._epochs import Epochs, Schedule
 from ._params import Checked, check_parameters, hidden_layers, out_activation
 
-__all__ = ["BaseMLP", "stochastic", "lbfgs_hidden"]
+__all__ = ["BaseMLP", "stochastic", "lbfgs_hidden", "store_parameters"]
 #: portamlp advice that does not apply to an estimator's runs.
 _QUIET = (r"after epoch \d+ the network never predicts class",
           r"after epoch \d+ the network has collapsed")
@@ -69,6 +69,14 @@ _LBFGS_UNCONVERGED = {
     "max_fun": "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
     "line search": "ABNORMAL: no step satisfying the strong Wolfe conditions was found",
 }
+
+
+def store_parameters(est: Any, values: dict[str, Any]) -> None:
+    """``__init__``'s arguments (its ``locals()``) as the estimator's attributes, unchanged,
+    as scikit-learn's convention asks (no checks until ``fit``)."""
+    for name, value in values.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
 
 
 def stochastic(solver: Any) -> bool:

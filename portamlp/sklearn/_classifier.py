@@ -17,7 +17,7 @@ from sklearn.utils.metaestimators import available_if
 from ..checks import check_choice
 from ..nn.network import Network
 from ._arrays import NUMPY_PLACE, namespace_of, to_place
-from ._base import ATTRIBUTES_DOC, PARAMETERS_DOC, BaseMLP, lbfgs_hidden
+from ._base import ATTRIBUTES_DOC, PARAMETERS_DOC, BaseMLP, lbfgs_hidden, store_parameters
 from ._epochs import Schedule
 from ._labels import encode_labels, encode_multilabel, validate_labels
 from ._params import cost_names, invalid_parameter
@@ -71,37 +71,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  cost="cross_entropy", init="glorot", dtype=None, backend=None, device=None,
                  dropout=0.0, input_dropout=0.0, max_norm=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.cost = cost
-        self.init = init
-        self.dtype = dtype
-        self.backend = backend
-        self.device = device
-        self.dropout = dropout
-        self.input_dropout = input_dropout
-        self.max_norm = max_norm
+        store_parameters(self, locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
