@@ -42,7 +42,7 @@ sides compute in the same precision.
 
 BLAS threads: scikit-learn runs with OpenBLAS's default (every core); portamlp picks its own
 (one thread for small products, else the cores other processes leave idle; see
-``portamlp/threads.py``), which matters a great deal on a shared machine, where a
+``portamlp/backends/threads.py``), which matters a great deal on a shared machine, where a
 multi-threaded BLAS waits on preempted threads. So a third column runs scikit-learn under
 ``threadpoolctl`` with the number of threads portamlp chooses at that moment (for L-BFGS, at
 its batch of ``min(n, 8192)`` rows): the difference between the two libraries' code, with
@@ -305,17 +305,15 @@ def solver_table(rows: list[dict]) -> str:
         for label in LABELS:
             result = row[label]
             note = diff = ""
+            per_iteration = f"{result['seconds_per_iteration'] * 1e3:.2f} ms"
             if label == "portamlp":
                 note = (f" ({row['speedup']:.2f}× faster; {row['speedup_same_threads']:.2f}× "
                         "with the same threads)")
                 if "speedup_per_iteration_same_threads" in row:
-                    note += (f" | {result['seconds_per_iteration'] * 1e3:.2f} ms "
-                             f"({row['speedup_per_iteration_same_threads']:.2f}× with the "
-                             "same threads)")
+                    per_iteration += (f" ({row['speedup_per_iteration_same_threads']:.2f}× "
+                                      "with the same threads)")
                 diff = (f" ({row['accuracy_points']:+.2f} points)" if classify
                         else f" ({row['r2_difference']:+.4f})")
-            if "| " not in note:
-                note += f" | {result['seconds_per_iteration'] * 1e3:.2f} ms"
             each = ", ".join(str(r["n_iter"]) for r in result["runs"])
             converged = (f"{result['converged_runs']}/{len(result['runs'])}"
                          if "converged_runs" in result else "— (fixed epochs)")
@@ -323,7 +321,8 @@ def solver_table(rows: list[dict]) -> str:
                      else f"R² {result['test_r2']:.4f}")
             lines.append(f"| {row['row']} | {row['dataset']} | {row['network']}, "
                          f"{row['dtype']} | {label} | {result['fit_seconds']:.3f} s{note} | "
-                         f"{result['n_iter']:g} ({each}) | {converged} | {shown}{diff} |")
+                         f"{per_iteration} | {result['n_iter']:g} ({each}) | {converged} | "
+                         f"{shown}{diff} |")
     return "\n".join(lines)
 
 

@@ -713,14 +713,47 @@ def test_benchmark_quick_mode_reports_both_estimators(tmp_path):
     out_file = tmp_path / "sklearn_compare.json"
     stdout = run_bench("sklearn_compare.py", "--quick", "--output", out_file)
     assert "| data set |" in stdout and "portamlp" in stdout
+    assert "| digits-lbfgs |" in stdout and "| regression-adam |" in stdout
     report = json.loads(out_file.read_text())
     assert report["quick"] is True and report["machine"]
-    assert {r["dataset"] for r in report["rows"]} == {"mnist", "digits"}
+    rows = {r["row"]: r for r in report["rows"]}
+    assert list(rows) == ["mnist", "digits", "digits-lbfgs", "regression-adam",
+                          "regression-lbfgs"]
+    assert [rows[n]["dataset"] for n in ("mnist", "digits", "digits-lbfgs")] == \
+        ["mnist", "digits", "digits"]
+    assert rows["regression-adam"]["dataset"] == rows["regression-lbfgs"]["dataset"] in \
+        {"diabetes", "california_housing"}
     for row in report["rows"]:
+        lbfgs, classify = row["solver"] == "lbfgs", row["task"] == "classification"
+        max_iter = row["settings"]["max_iter"]
+        assert row["fixed_epochs"] is not lbfgs
+        assert row["dtype"] == ("float64" if lbfgs else "float32")
+        # Adam runs exactly max_iter epochs on both sides; L-BFGS stops by itself
+        assert ("n_iter_no_change" not in row["settings"]) is lbfgs
         for name in ("portamlp", "scikit-learn", "scikit-learn, portamlp's BLAS threads"):
             result = row[name]
             assert len(result["runs"]) == len(report["seeds"])
-            assert all(r["n_iter"] == row["settings"]["max_iter"] for r in result["runs"])
-            assert result["fit_seconds"] > 0 and 0.0 <= result["test_accuracy"] <= 1.0
+            assert result["fit_seconds"] > 0 and result["seconds_per_iteration"] > 0
+            for run in result["runs"]:
+                assert 1 <= run["n_iter"] <= max_iter and np.isfinite(run["final_loss"])
+                assert lbfgs or run["n_iter"] == max_iter
+                if classify:
+                    assert 0.0 <= run["test_accuracy"] <= 1.0
+                else:
+                    assert np.isfinite(run["test_r2"]) and run["test_r2"] <= 1.0
+            if lbfgs:  # 5 iterations (--quick) are too few to converge: each says so
+                assert [r["converged"] for r in result["runs"]] == [False] * len(
+                    result["runs"]) and result["converged_runs"] == 0
+                assert all(r["n_iter"] == max_iter for r in result["runs"])
+            else:
+                assert "converged_runs" not in result
         assert row["speedup"] > 0 and row["speedup_same_threads"] > 0
+        assert ("accuracy_points" in row) is classify and ("r2_difference" in row) is not classify
         assert len(row["load_average_before"]) == 3
+    assert "| regression-lbfgs |" in report["solver_table"] and "lbfgs" not in report["table"]
+    # --only measures just the rows asked for (a --quick run keeps no earlier rows)
+    only_file = tmp_path / "only.json"
+    run_bench("sklearn_compare.py", "--quick", "--only", "lbfgs", "--output", only_file)
+    only = json.loads(only_file.read_text())
+    assert [r["row"] for r in only["rows"]] == ["digits-lbfgs", "regression-lbfgs"]
+    assert "target" not in only and "kept_rows" not in only
