@@ -26,6 +26,15 @@ from .nn.network import Network
 from .training.config import EpochRecord, TrainConfig, TrainResult
 from .training.train import train
 
+
+def export_onnx(network: Network, path, **options):
+    """:func:`portamlp.export.export_onnx` (imported when called: it needs the ``onnx``
+    extra)."""
+    from .export import export_onnx as export
+
+    return export(network, path, **options)
+
+
 try:
     __version__ = _version("portamlp")
 except PackageNotFoundError:  # running from a source tree without installation
@@ -36,5 +45,5 @@ __all__ = [
     "TrainConfig", "TrainResult", "EpochRecord", "load", "datasets", "images",
     "DataFormatError",
     "ModelFormatError", "DivergenceError", "DeviceMemoryError", "TrainingInterrupted",
-    "PortamlpWarning", "__version__",
+    "PortamlpWarning", "__version__", "export_onnx",
 ]

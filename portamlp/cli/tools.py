@@ -54,6 +54,22 @@ def add_parsers(sub) -> None:
     add_common(p)
     p.set_defaults(handler=cmd_predict)
 
+    p = sub.add_parser("export", help="write a saved network as an ONNX model",
+                       epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="a saved network (.json, .safetensors, or a "
+                                            "checkpoint directory)")
+    p.add_argument("output", type=Path, help="the .onnx file to write")
+    p.add_argument("--inputs", choices=["features", "pixels", "images"], default="features",
+                   help="what the graph takes: the network's features (default), raw pixels "
+                        "0-255 as rows (N, 784), or images (N, 28, 28); pixels are prepared "
+                        "inside the graph as the model records")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip running the export on the test images with ONNX Runtime")
+    _data_flags(p)
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_common(p)
+    p.set_defaults(handler=cmd_export)
+
     p = sub.add_parser("info", help="versions, and the backends usable here")
     add_common(p)
     p.set_defaults(handler=cmd_info)
@@ -104,6 +120,49 @@ def preprocessing_for(model: Path, net, dataset: str, scale=None):
 def _dataset(args) -> str:
     return args.dataset or read_run_record(args.model).get("options", {}).get("dataset") \
         or "mnist"
+
+
+EPILOG_EXPORT = """examples:
+  portamlp export runs/net.json net.onnx                 # features in, checked on MNIST's test set
+  portamlp export runs/net.json net.onnx --inputs images --force
+
+needs: pip install "portamlp[onnx]"   (ndonnx, onnx, onnxruntime)"""
+
+
+def cmd_export(args) -> int:
+    """``portamlp export``: write the ONNX model; with the check (the default), run it on the
+    test images of the model's data set with ONNX Runtime and compare with Network.predict."""
+    from ..export import export_onnx
+
+    net = _load_model(args)
+    check = None
+    if args.check:
+        check = _export_check_inputs(args, net)
+    path = export_onnx(net, args.output, inputs=args.inputs, overwrite=args.force, check=check)
+    what = f"checked on {len(check)} test images: the labels equal portamlp's" \
+        if check is not None else "not checked (--no-check)"
+    print(f"wrote {path} ({path.stat().st_size:,} bytes; inputs: {args.inputs}); {what}")
+    return 0
+
+
+def _export_check_inputs(args, net):
+    """The test images of the model's data set, as the export's graph takes them; None (with
+    a note) when the network does not take images of a known data set."""
+    from ..datasets import load
+
+    if net.layers[0] != 28 * 28:
+        print(f"note: the network takes {net.layers[0]} features, not 28×28 images: checked on "
+              "random inputs instead")
+        return np.random.default_rng(0).standard_normal((256, net.layers[0])).astype(net.dtype)
+    dataset = _dataset(args)
+    x, _ = load(dataset, "test", backend="numpy", dtype="float64", scale=255)
+    pixels = np.rint(np.asarray(x) * 255.0)  # the raw 0-255 pixels
+    if args.inputs == "images":
+        return pixels.reshape(-1, 28, 28).astype(net.dtype)
+    if args.inputs == "pixels":
+        return pixels.astype(net.dtype)
+    prep = preprocessing_for(args.model, net, dataset, args.scale)
+    return prep.apply(pixels, net.dtype)
 
 
 def cmd_evaluate(args) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import Backend
+from ..errors import ModelFormatError
 from ..nn.network import Network
 from . import checkpoints
 from .fields import MAX_FILE_BYTES
@@ -78,6 +79,12 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
         path = checkpoints.checkpoint_path(path)
     if path.is_dir():
         raise IsADirectoryError(_folder_message(path))
+    if path.suffix.lower() == ".onnx" and format is None:
+        raise ModelFormatError(
+            f"{path}: an ONNX model. portamlp exports ONNX for other runtimes but reads its own "
+            "model files (.json, .safetensors): run it with ONNX Runtime "
+            "(onnxruntime.InferenceSession, see the README's 'ONNX export'), or give portamlp "
+            "the model file it was exported from")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     kind = format or ("safetensors" if path.suffix.lower() == ".safetensors" else "json")

@@ -34,7 +34,7 @@ from .costs import Cost, get_cost
 from .init import initial_parameters, make_rng
 from .inputs import SparseRows, as_features, as_labels, as_targets, host_numeric
 
-__all__ = ["Network", "LayerParameters", "CHUNK_ROWS"]
+__all__ = ["Network", "LayerParameters", "CHUNK_ROWS", "forward", "class_scores"]
 
 #: Rows per chunk when running the network on large inputs (bounds temporary memory).
 CHUNK_ROWS = 8192
@@ -86,6 +86,41 @@ class LayerParameters(Sequence):
 
     def __repr__(self) -> str:
         return repr(list(self))
+
+
+def class_scores(xp: Any, cost: Cost, a: Any):
+    """:meth:`Network.predict_proba`'s rows from output activations ``a``: the softmax or the
+    per-label probabilities as they are; another cost's independent units shifted up to be
+    non-negative (only where one is negative) and divided by their sum (uniform where all are
+    equal). The ONNX export runs it too."""
+    if cost.output_name in ("softmax", "logistic"):
+        return a
+    a = a - xp.minimum(xp.min(a, axis=1, keepdims=True), 0.0)
+    total = xp.sum(a, axis=1, keepdims=True)
+    k = a.shape[1]
+    return xp.where(total > 0, a / xp.where(total > 0, total, 1.0), 1.0 / k)
+
+
+def forward(xp: Any, parameters: Sequence[Any], activation: Activation, cost: Cost, x: Any):
+    """The output layer's activations for inputs ``x``: ``a = σ(a W^T + b)`` layer by layer, the
+    last layer through the cost's output function. Prediction runs it on the network's arrays;
+    :mod:`portamlp.export` runs the same function on ``ndonnx`` arrays to record an ONNX graph.
+
+    Parameters
+    ----------
+    xp : array namespace
+    parameters : sequence of arrays
+        ``[W¹, b¹, W², b², ...]``, weights of shape (n_out, n_in), in ``xp``'s arrays.
+    activation : Activation
+    cost : Cost
+    x : array of shape (n, n_in)
+    """
+    a = x
+    last = len(parameters) // 2 - 1
+    for l in range(last + 1):
+        z = a @ parameters[2 * l].T + parameters[2 * l + 1]
+        a = cost.output(xp, z, activation) if l == last else activation.f(xp, z)
+    return a
 
 
 class Network:
@@ -328,14 +363,7 @@ class Network:
 
     def _output(self, x):
         """Output activations for one chunk already on the device."""
-        xp, act = self.backend.xp, self._activation
-        a = x
-        params = self._parameters
-        last = len(params) // 2 - 1
-        for l in range(last + 1):
-            z = a @ params[2 * l].T + params[2 * l + 1]
-            a = self._cost.output(xp, z, act) if l == last else act.f(xp, z)
-        return a
+        return forward(self.backend.xp, self._parameters, self._activation, self._cost, x)
 
     def feedforward(self, x):
         """Output activations ``(n, n_classes)`` for ``x`` already on the network's device and
@@ -394,17 +422,10 @@ class Network:
         highest stays the prediction; :meth:`feedforward` gives them raw. Inputs from another
         library are copied to the network's backend; the result lives there.
         """
-        xp = self.backend.xp
         if self.targets == "values":
             raise TypeError(f"predict_proba is for classifiers; this network's cost "
                             f"{self.cost!r} fits values: predict gives them")
-        a = self.feedforward(self._as_input(x))
-        if self.cost == "cross_entropy" or self.targets == "labels":  # softmax, or per label
-            return a
-        a = a - xp.minimum(xp.min(a, axis=1, keepdims=True), 0.0)
-        total = xp.sum(a, axis=1, keepdims=True)
-        k = a.shape[1]
-        return xp.where(total > 0, a / xp.where(total > 0, total, 1.0), 1.0 / k)
+        return class_scores(self.backend.xp, self._cost, self.feedforward(self._as_input(x)))
 
     @_on_device
     def predict(self, x: Any):
@@ -519,6 +540,14 @@ class Network:
         from ..files.models import save  # the one lazy back-reference: a model saves itself
 
         save(self, path, format=format, overwrite=overwrite)
+
+    def to_onnx(self, path, *, inputs: str = "features", overwrite: bool = False,
+                check: Any = None):
+        """Export as an ONNX model (see :func:`portamlp.export.export_onnx`): this network's
+        own forward pass, recorded by ``ndonnx``; needs ``pip install "portamlp[onnx]"``."""
+        from ..export import export_onnx  # lazy, as save: a model exports itself
+
+        return export_onnx(self, path, inputs=inputs, overwrite=overwrite, check=check)
 
 
 def _check_shapes(host_w: list, host_b: list) -> None:
