@@ -167,3 +167,35 @@ def test_command_exports_and_checks(trained, tmp_path):
                               str(tmp_path / "net.onnx"), "--index", "0"],
                              capture_output=True, text=True, cwd=tmp_path)
     assert predict.returncode != 0 and "an ONNX model" in predict.stderr
+
+
+def test_benchmark_quick_mode_compares_both_on_every_network(tmp_path):
+    import json
+
+    from cli_helpers import run_bench
+
+    out = tmp_path / "onnx.json"
+    stdout = run_bench("onnx_compare.py", "--quick", "--output", out)
+    report = json.loads(out.read_text())
+    assert [(r["network"], r["batch"]) for r in report["rows"]] == [
+        ("784-30-10", 1), ("784-30-10", 100), ("784-1024-1024-10", 1),
+        ("784-1024-1024-10", 100)]
+    for row in report["rows"]:
+        assert row["onnxruntime_seconds"] > 0 and row["portamlp_seconds"] > 0
+        assert row["portamlp_over_onnxruntime"] == pytest.approx(
+            row["portamlp_seconds"] / row["onnxruntime_seconds"])
+    assert "| 784-30-10 | 1 |" in stdout and report["quick"] is True
+
+
+def test_readme_script_gives_portamlps_test_accuracy(trained, tmp_path, monkeypatch, capsys):
+    """The README's five-line ONNX Runtime script, run as written next to an export."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("Then, anywhere ONNX Runtime runs"))
+    code = readme[start + len("```python\n"):readme.index("```", start + 10)]
+    assert len(code.strip().splitlines()) == 5
+    trained.to_onnx(tmp_path / "net.onnx")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) == trained.evaluate("mnist")
