@@ -83,6 +83,10 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
         pytest.importorskip("safetensors")
     if "fashion-mnist" in code or "read_idx" in code:
         _fake_fashion(tmp_path, monkeypatch)
+    if "onnxruntime" in code:  # the ONNX Runtime script runs next to an export, as written
+        pytest.importorskip("ndonnx", reason='pip install "portamlp[onnx]"')
+        real_train(**SMALL, layers=(784, 10), cost="cross_entropy").network.to_onnx(
+            tmp_path / "net.onnx")
     registries = (ACTIVATIONS, COSTS, INITS, OPTIMIZERS, LIBRARIES)
     saved = [dict(r) for r in registries]  # a block may register entries: for itself only
     try:

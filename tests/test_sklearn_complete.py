@@ -77,7 +77,7 @@ def test_lbfgs_loss_and_stop_reasons(digits):
     data = -np.mean(np.log(proba[np.arange(len(y)), y]))
     l2 = 0.5 * est.alpha * sum((w ** 2).sum() for w in est.coefs_) / len(y)
     assert est.loss_ == pytest.approx(data + l2, rel=1e-6)
-    with pytest.warns(ConvergenceWarning, match=r"EVALUATIONS EXCEEDS LIMIT.*max_fun=7"):
+    with pytest.warns(ConvergenceWarning, match=r"EVALUATIONS EXCEEDS LIMIT.*max_fun \(now 7\)"):
         est = MLPClassifier(solver="lbfgs", max_fun=7, random_state=0).fit(x, y)
     assert est.n_iter_ <= 7
     with warnings.catch_warnings():
@@ -117,6 +117,12 @@ def test_train_lbfgs_stops_when_converged_and_refuses_noise(diabetes):
         with pytest.raises(ValueError, match="minimises one fixed cost.*optimizer='sgd'"):
             portamlp.train(x=x, y=y, cost="squared_error", optimizer="lbfgs", epochs=1,
                            **noisy)
+        with pytest.raises(ValueError, match="minimises one fixed cost"):  # not ignored
+            MLPRegressor(solver="lbfgs", **noisy).fit(x, y)
+    with pytest.warns(portamlp.PortamlpWarning, match="learning_rate, shuffle have no effect "
+                                                      "with optimizer='lbfgs'"):
+        portamlp.train(x=x, y=y, cost="squared_error", optimizer="lbfgs", epochs=1,
+                       learning_rate=0.1, shuffle=False)
 
 
 def test_flattened_gradient_of_the_lbfgs_objective_is_right(diabetes):
@@ -192,6 +198,8 @@ def test_poisson_loss_fits_counts():
     assert np.corrcoef(est.predict(x), np.exp(1 + x[:, 0] - x[:, 1]))[0, 1] > 0.95
     with pytest.raises(ValueError, match="poisson.*y >= 0"):
         MLPRegressor(loss="poisson").fit(x, y - 5)
+    with pytest.raises(ValueError, match=r"y holds -5, but cost='poisson' needs targets >= 0"):
+        portamlp.train(x=x, y=y - 5, cost="poisson", epochs=1)
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         MLPRegressor(loss="hinge").fit(x, y)
 
@@ -270,9 +278,11 @@ def test_sparse_rows_on_another_backend_and_checks(backend):
     assert backend.same_device(block) and block.dtype == backend.xp.float32
     np.testing.assert_allclose(to_numpy(block), matrix[10:20].toarray(), rtol=1e-6)
     bad = matrix.copy()
-    bad.data[0] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    bad.data[bad.indptr[23] + 1] = np.nan  # in row 23
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 of its 50 rows \(the "
+                                         r"first is row 23\)"):
         portamlp.nn.inputs.as_features(bad, backend, "float32", 6)
+        portamlp.nn.inputs.as_features(bad.tocsc(), backend, "float32", 6)
     with pytest.raises(ValueError, match=r"must have shape \(n_samples, 7\)"):
         portamlp.nn.inputs.as_features(matrix, backend, "float32", 7)
 

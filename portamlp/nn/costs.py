@@ -64,6 +64,9 @@ class Cost:
     kernel_output : {"hidden", "identity"}
         What CuPy's fused kernels apply to the output layer's ``z`` before ``kernel_row``:
         the hidden activation, or nothing.
+    min_target : float or None
+        The smallest target the cost takes (0 for the Poisson deviance); smaller ones are
+        refused when the data is checked. None: any.
     output_name : str or None
         The output layer's function by scikit-learn's name (``out_activation_``): "softmax",
         "identity", "logistic", "exp"; None when it is the hidden activation.
@@ -88,6 +91,7 @@ class Cost:
     kernel_row: str | None = None
     targets: str = "classes"
     output_name: str | None = None
+    min_target: float | None = None
 
     def value(self, xp, a, y, weights=None):
         """The cost summed over the batch (0-d array), from output activations ``a``."""
@@ -217,7 +221,7 @@ COSTS: Registry[Cost] = Registry("cost", (
     Cost("binary_cross_entropy", _logistic_output, _bce_value_and_delta, -1.0,
          targets="labels", output_name="logistic"),
     Cost("poisson", _exp_output, _poisson_value_and_delta, 1.0, targets="values",
-         output_name="exp"),
+         output_name="exp", min_target=0.0),
 ), check=_check)
 
 

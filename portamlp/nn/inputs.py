@@ -88,10 +88,16 @@ def _as_sparse_rows(x: Any, backend: Backend, target: Any, n_in: int | None, wha
     if x.ndim != 2:
         raise ValueError(f"{what} is a sparse array of shape {x.shape}; it must be 2-D")
     _check_shape(x.shape, n_in, what, layers)
-    values = np.asarray(x.tocsr().data)
+    csr = x.tocsr()
+    values = np.asarray(csr.data)
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
         raise TypeError(f"{what} must be a numeric array, got dtype {values.dtype}")
-    _warn_unusual(_check_finite_host(values, what), usual, what, measured)
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if not np.isfinite(largest):  # name the rows, as for dense x
+        bad = np.flatnonzero(~np.isfinite(values))
+        bad_rows = np.unique(np.searchsorted(csr.indptr, bad, side="right") - 1)
+        raise ValueError(_non_finite_message(what, len(bad_rows), int(bad_rows[0]), x.shape[0]))
+    _warn_unusual(largest, usual, what, measured)
     return SparseRows(x, backend, target)
 
 
@@ -250,10 +256,12 @@ def as_labels(y: Any, backend: Backend, n: int | None = None, n_classes: int | N
 
 
 def as_targets(y: Any, backend: Backend, n: int | None, k: int, dtype: Any, *,
-               what: str = "y", kind: str = "values") -> Any:
+               what: str = "y", kind: str = "values", minimum: float | None = None,
+               cost: str = "") -> Any:
     """Targets ``(n_samples, k)`` of ``dtype`` on ``backend``'s device: real values
     (``kind="values"``; a 1-D ``y`` is one column) or 0/1 indicators of ``k`` labels
-    (``kind="labels"``). Checked as inputs are (numeric, finite, the shape)."""
+    (``kind="labels"``). Checked as inputs are (numeric, finite, the shape), and against the
+    smallest target the ``cost`` takes (``minimum``)."""
     if hasattr(y, "shape") and len(y.shape) == 1:
         y = backend.xp.reshape(y, (-1, 1)) if backend.same_device(y) else \
             host_numeric(y, what).reshape(-1, 1)
@@ -262,6 +270,13 @@ def as_targets(y: Any, backend: Backend, n: int | None, k: int, dtype: Any, *,
     arr = as_features(y, backend, dtype, k, what=what)
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"got {n} samples but {arr.shape[0]} rows of {what}; they must match")
+    if minimum is not None and arr.shape[0]:
+        with backend.activate():
+            smallest = float(backend.xp.min(arr))
+        if smallest < minimum:
+            raise ValueError(f"{what} holds {smallest:g}, but cost={cost!r} needs targets >= "
+                             f"{minimum:g} (counts or rates); use cost='squared_error' for "
+                             "values of any sign")
     if kind == "labels":
         xp = backend.xp
         with backend.activate():

@@ -403,7 +403,8 @@ class Network:
         be = self.backend
         if self.targets == "classes":
             return one_hot(be.xp, self._as_labels(y, n), self.layers[-1], dtype, be.device)
-        return as_targets(y, be, n, self.layers[-1], self.dtype, kind=self.targets)
+        return as_targets(y, be, n, self.layers[-1], self.dtype, kind=self.targets,
+                          minimum=self._cost.min_target, cost=self.cost)
 
     @property
     def targets(self) -> str:

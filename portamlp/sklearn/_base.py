@@ -288,14 +288,14 @@ class BaseMLP(BaseEstimator):
         options = dict(x=X, y=targets, sample_weight=weights, epochs=int(self.max_iter),
                        batch_size=min(n, LBFGS_CHUNK), optimizer="lbfgs",
                        max_fun=int(self.max_fun), gtol=float(self.tol), weight_decay=decay,
-                       shuffle=False, seed=seed, progress=False,
+                       seed=seed, progress=False, dropout=self.dropout,
+                       input_dropout=self.input_dropout, max_norm=self.max_norm,
                        callbacks=[self._lbfgs_verbose] if self.verbose else [],
                        **self._options(X, first, checked))
         network, state, _ = self._train(options)
         self._fitted(network, None)
         scalars = (state or {}).get("scalars", {})
-        self.n_iter_ = int(scalars.get("t", 0))
-        self.t_ = n
+        self.n_iter_ = int(scalars.get("t", 0))  # t_ stays: scikit-learn counts samples
         data = getattr(self, "_lbfgs_cost", None)
         self.loss_ = (float(data) / self._loss_divisor() if data is not None else np.nan) \
             + 0.5 * decay * _squared_weights(network)
@@ -304,13 +304,16 @@ class BaseMLP(BaseEstimator):
             reason = ""  # the iteration limit counts first, as in SciPy's driver
         if reason in _LBFGS_UNCONVERGED:
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
-                          f"({_LBFGS_UNCONVERGED[reason]}). Increase the number of iterations "
-                          f"(max_iter={self.max_iter}) or max_fun={self.max_fun}, or scale the "
-                          "data (sklearn.preprocessing.StandardScaler).", ConvergenceWarning,
+                          f"({_LBFGS_UNCONVERGED[reason]}). Increase "
+                          + (f"max_fun (now {self.max_fun})" if reason == "max_fun" else
+                             f"max_iter (now {self.max_iter})")
+                          + ", or scale the data (sklearn.preprocessing.StandardScaler).",
+                          ConvergenceWarning,
                           stacklevel=4)
 
     def _lbfgs_verbose(self, record, network) -> bool:
-        """``verbose``: each L-BFGS iteration's loss."""
+        """``verbose``: each L-BFGS iteration's loss (SciPy prints nothing here; portamlp
+        shows its progress as for the other solvers)."""
         print(f"Iteration {record.epoch}, loss = {record.train_cost:.8f}")
         return False
 

@@ -322,7 +322,9 @@ class RunOption:
 #: The other arguments of ``train``, in signature order.
 RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("x", None, "your own training inputs (n, n_features) instead of a data set"),
-    RunOption("y", None, "your own training labels (n,): class indices 0..k-1"),
+    RunOption("y", None, "your own training targets: class indices 0..k-1 (n,); values "
+              "(n,) or (n, k) for squared_error and poisson; a 0/1 matrix (n, k) for "
+              "binary_cross_entropy"),
     RunOption("validation_data", None, "(x, y) to validate on after each epoch, with x"),
     RunOption("test_data", None, "(x, y) to test on at the end, with x"),
     RunOption("sample_weight", None, "a weight per training row: weighs its cost and gradient"),

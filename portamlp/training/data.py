@@ -17,6 +17,7 @@ from ..datasets.registry import default_validation_length, n_classes
 from ..datasets.scaling import Preprocessing
 from ..datasets.sources import read_split
 from ..datasets.staging import DeviceDataset
+from ..nn.costs import get_cost
 from ..nn.inputs import SparseRows, as_features, as_labels, as_targets, host_numeric
 from ..nn.network import Network
 from .advice import UNSCALED
@@ -137,7 +138,8 @@ def stage_arrays(net: Network, x: Any, y: Any, limit: int | None, what: str,
     y_name = "y" if what == "train" else f"{what}_data y"
     if net.targets != "classes":  # values or 0/1 indicators: the targets themselves
         targets = as_targets(y, be, xs.shape[0], net.layers[-1], net.dtype, what=y_name,
-                             kind=net.targets)
+                             kind=net.targets, minimum=get_cost(net.cost).min_target,
+                             cost=net.cost)
     else:
         one_class = None
         if what == "validation":

@@ -135,11 +135,8 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
     if config["layers"] is None:
         config["layers"] = DEFAULT_LAYERS if not data.own else \
             _infer_layers(data.x, data.y, _cost_targets(config["cost"]))
-    if "batch_size" not in given and config["optimizer"] in OPTIMIZERS and \
-            OPTIMIZERS[config["optimizer"]].full_batch:
-        # a full-batch optimizer sums over every row each time: batch_size only bounds the
-        # rows computed at once, and the default of 10 would make that needlessly slow
-        config["batch_size"] = FULL_BATCH_CHUNK
+    if config["optimizer"] in OPTIMIZERS and OPTIMIZERS[config["optimizer"]].full_batch:
+        _full_batch_options(config, given)
     # the caller's hyper-parameters are the chosen optimizer's or refused (a checkpoint's were
     # read leniently: an earlier release saved every optimizer's)
     cfg = TrainConfig(**{k: config[k] for k in CONFIG_NAMES},
@@ -163,6 +160,20 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
                checkpoint_dir=None if checkpoint is None else Path(checkpoint),
                optimizer_state=options["optimizer_state"], callbacks=callbacks,
                progress=options["progress"] if comm.is_root else False, threads=threads)
+
+
+def _full_batch_options(config: dict[str, Any], given: set[str]) -> None:
+    """A full-batch optimizer (L-BFGS) sums over every row each time: ``batch_size`` only
+    bounds the rows computed at once (the default of 10 would be needlessly slow), and the
+    options of step sizes and orders do nothing: a warning names those the caller set."""
+    if "batch_size" not in given:
+        config["batch_size"] = FULL_BATCH_CHUNK
+    unused = sorted(given & {"learning_rate", "learning_rate_schedule", "warmup_epochs",
+                             "decay_factor", "decay_every", "shuffle"})
+    if unused:
+        warn(f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect with "
+             f"optimizer={config['optimizer']!r}: its line search chooses each step over the "
+             "whole training set (epochs counts its iterations)")
 
 
 def _check_data(data: DataSource) -> None:
