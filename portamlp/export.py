@@ -102,7 +102,9 @@ def build_graph(network: Network, inputs: str = "features") -> Any:
     facts = {METADATA_KEY: version, "layers": ",".join(map(str, network.layers)),
              "activation": network.activation, "cost": network.cost, "targets": network.targets,
              "dtype": network.dtype, "inputs": inputs,
-             "preprocessing": "none" if prep is None else prep.describe()}
+             "preprocessing": "none" if prep is None else prep.describe(),
+             "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          default=0)}
     for key, value in facts.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
@@ -136,7 +138,7 @@ def export_onnx(network: Network, path: str | os.PathLike, *, inputs: str = "fea
     Path
         The file written. Its outputs: ``"outputs"`` (class probabilities, or the values), and
         ``"label"`` for classifiers (int64). Its metadata: ``portamlp`` (the version), layers,
-        activation, cost, targets, dtype, inputs and preprocessing; the opset is the model's.
+        activation, cost, targets, dtype, inputs, preprocessing and the ONNX opset.
     """
     path = Path(path)
     if path.suffix.lower() != ".onnx":
