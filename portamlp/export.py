@@ -15,6 +15,7 @@ Needs the ``onnx`` extra (``pip install "portamlp[onnx]"``: ndonnx, onnx, onnxru
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _package_version
@@ -102,7 +103,13 @@ def build_graph(network: Network, inputs: str = "features") -> Any:
     facts = {METADATA_KEY: version, "layers": ",".join(map(str, network.layers)),
              "activation": network.activation, "cost": network.cost, "targets": network.targets,
              "dtype": network.dtype, "inputs": inputs,
-             "preprocessing": "none" if prep is None else prep.describe(),
+             # how raw pixels become the features (in the graph unless inputs="features"),
+             # in words and exactly
+             "preprocessing": "none recorded" if network.preprocessing is None else
+             network.preprocessing.describe(),
+             "preprocessing_json": json.dumps(None if network.preprocessing is None else
+                                              network.preprocessing.to_dict()),
+             "preprocessing_in_graph": "yes" if prep is not None else "no",
              "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           default=0)}
     for key, value in facts.items():

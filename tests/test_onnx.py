@@ -1,5 +1,6 @@
 """ONNX export: the network's own forward pass recorded by ndonnx, run by ONNX Runtime."""
 
+import json
 import subprocess
 import sys
 
@@ -65,6 +66,11 @@ def test_raw_pixels_are_prepared_inside_the_graph(trained, test_pixels, tmp_path
         got["label"], to_numpy(trained.predict(trained.preprocessing.apply(pixels[:2000]))))
     meta = read_onnx_metadata(path)
     assert meta["inputs"] == inputs and meta["preprocessing"] == "pixels ÷255"
+    assert meta["preprocessing_in_graph"] == "yes"
+    assert json.loads(meta["preprocessing_json"])["divisor"] == 255.0
+    features = read_onnx_metadata(trained.to_onnx(tmp_path / "f.onnx"))
+    assert features["preprocessing"] == "pixels ÷255"  # what the caller must do itself
+    assert features["preprocessing_in_graph"] == "no"
 
 
 def test_standardised_preprocessing_goes_into_the_graph(test_pixels, tmp_path):
@@ -152,6 +158,12 @@ def test_portamlp_reads_no_onnx_files_and_says_so(trained, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not an ONNX model"):
         read_onnx_metadata(tmp_path / "junk.onnx")
+    with pytest.raises(portamlp.ModelFormatError) as caught:  # judged by content, not name
+        portamlp.load(tmp_path / "junk.onnx")
+    assert "an ONNX model" not in str(caught.value)
+    trained.save(tmp_path / "model.json")
+    (tmp_path / "model.onnx").write_bytes((tmp_path / "model.json").read_bytes())
+    assert portamlp.load(tmp_path / "model.onnx").layers == trained.layers
 
 
 def test_command_exports_and_checks(trained, tmp_path):
@@ -160,9 +172,25 @@ def test_command_exports_and_checks(trained, tmp_path):
     run = [sys.executable, "-m", "portamlp", "export", str(model), str(tmp_path / "net.onnx")]
     done = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "checked on 10000 test images: the labels equal portamlp's" in done.stdout
+    assert ("checked on the 10,000 mnist test images with ONNX Runtime: the labels equal "
+            "portamlp's") in done.stdout
     again = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path)
-    assert again.returncode != 0 and "--force" in again.stderr
+    assert again.returncode != 0 and "pass --force to replace it" in again.stderr
+    assert "overwrite=True" not in again.stderr  # command-line words on the command line
+    as_json = subprocess.run(run + ["--force", "--json", "--no-check"], capture_output=True,
+                             text=True, cwd=tmp_path)
+    report = json.loads(as_json.stdout)
+    assert report["inputs"] == "features" and report["checked_rows"] is None
+    regression = Network.initialize((5, 4, 2), cost="squared_error", seed=0)
+    regression.save(tmp_path / "reg.json")
+    done = subprocess.run([sys.executable, "-m", "portamlp", "export", "reg.json", "reg.onnx"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert ("checked on 256 random rows (the network takes its own features) with ONNX "
+            "Runtime: the values agree with portamlp's") in done.stdout, done.stderr
+    refused = subprocess.run([sys.executable, "-m", "portamlp", "export", "reg.json", "r.onnx",
+                              "--inputs", "images"], capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert refused.returncode != 0 and "use --inputs features" in refused.stderr
     predict = subprocess.run([sys.executable, "-m", "portamlp", "predict",
                               str(tmp_path / "net.onnx"), "--index", "0"],
                              capture_output=True, text=True, cwd=tmp_path)

@@ -65,7 +65,10 @@ def add_parsers(sub) -> None:
                         "inside the graph as the model records")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip running the export on the test images with ONNX Runtime")
-    _data_flags(p)
+    p.add_argument("--dataset", help="the test images to check on (default: the one the model "
+                                     "was trained on, else mnist)")
+    p.add_argument("--backend", help=argparse.SUPPRESS)
+    p.add_argument("--device", help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_common(p)
     p.set_defaults(handler=cmd_export)
@@ -134,35 +137,49 @@ def cmd_export(args) -> int:
     test images of the model's data set with ONNX Runtime and compare with Network.predict."""
     from ..export import export_onnx
 
+    if args.output.suffix.lower() != ".onnx":
+        raise CLIError(f"{args.output}: an ONNX export is a .onnx file")
+    if args.output.exists() and not args.force:
+        raise CLIError(f"{args.output} already exists; pass --force to replace it or choose "
+                       "another path")
     net = _load_model(args)
-    check = None
-    if args.check:
-        check = _export_check_inputs(args, net)
+    if args.inputs != "features" and net.preprocessing is None:
+        raise CLIError(f"--inputs {args.inputs} puts the network's pixel preprocessing in the "
+                       "graph, but this network does not record one (it was not trained on a "
+                       "named image data set): use --inputs features")
+    check, on = (_export_check_inputs(args, net) if args.check else (None, ""))
     path = export_onnx(net, args.output, inputs=args.inputs, overwrite=args.force, check=check)
-    what = f"checked on {len(check)} test images: the labels equal portamlp's" \
-        if check is not None else "not checked (--no-check)"
-    print(f"wrote {path} ({path.stat().st_size:,} bytes; inputs: {args.inputs}); {what}")
+    agree = "the labels equal portamlp's" if net.targets != "values" else \
+        "the values agree with portamlp's"
+    what = f"checked on {on} with ONNX Runtime: {agree}" if check is not None else \
+        "not checked (--no-check)"
+    if args.json:
+        print(json.dumps({"path": str(path), "bytes": path.stat().st_size,
+                          "inputs": args.inputs, "checked_rows": None if check is None
+                          else len(check), "checked_on": on or None}))
+    else:
+        print(f"wrote {path} ({path.stat().st_size:,} bytes; inputs: {args.inputs}); {what}")
     return 0
 
 
 def _export_check_inputs(args, net):
-    """The test images of the model's data set, as the export's graph takes them; None (with
-    a note) when the network does not take images of a known data set."""
+    """What to check the export on, as its graph takes it, and those rows in words: the test
+    images of the model's data set, or random rows for a network that was not trained on
+    28×28 images (its own features)."""
     from ..datasets import load
 
-    if net.layers[0] != 28 * 28:
-        print(f"note: the network takes {net.layers[0]} features, not 28×28 images: checked on "
-              "random inputs instead")
-        return np.random.default_rng(0).standard_normal((256, net.layers[0])).astype(net.dtype)
+    if net.layers[0] != 28 * 28 or net.preprocessing is None:
+        rows = np.random.default_rng(0).standard_normal((256, net.layers[0]))
+        return rows.astype(net.dtype), "256 random rows (the network takes its own features)"
     dataset = _dataset(args)
     x, _ = load(dataset, "test", backend="numpy", dtype="float64", scale=255)
     pixels = np.rint(np.asarray(x) * 255.0)  # the raw 0-255 pixels
+    on = f"the {len(pixels):,} {dataset} test images"
     if args.inputs == "images":
-        return pixels.reshape(-1, 28, 28).astype(net.dtype)
+        return pixels.reshape(-1, 28, 28).astype(net.dtype), on
     if args.inputs == "pixels":
-        return pixels.astype(net.dtype)
-    prep = preprocessing_for(args.model, net, dataset, args.scale)
-    return prep.apply(pixels, net.dtype)
+        return pixels.astype(net.dtype), on
+    return net.preprocessing.apply(pixels, net.dtype), on
 
 
 def cmd_evaluate(args) -> int:

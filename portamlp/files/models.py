@@ -46,6 +46,15 @@ def save(network: Network, path: str | os.PathLike, *, format: str | None = None
     atomic_write_bytes(path, data, overwrite=overwrite)
 
 
+def _starts_like_onnx(path: Path) -> bool:
+    """Whether a file begins as an ONNX model does (protobuf field 1, the IR version)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(1) == b"\x08"
+    except OSError:
+        return False
+
+
 def load(path: str | os.PathLike, backend: str | Backend | None = None, device: Any = None, *,
          format: str | None = None, activation: str | None = None, cost: str | None = None,
          max_bytes: int = MAX_FILE_BYTES) -> Network:
@@ -79,7 +88,7 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
         path = checkpoints.checkpoint_path(path)
     if path.is_dir():
         raise IsADirectoryError(_folder_message(path))
-    if path.suffix.lower() == ".onnx" and format is None:
+    if path.suffix.lower() == ".onnx" and format is None and _starts_like_onnx(path):
         raise ModelFormatError(
             f"{path}: an ONNX model. portamlp exports ONNX for other runtimes but reads its own "
             "model files (.json, .safetensors): run it with ONNX Runtime "

@@ -135,7 +135,9 @@ def resolve_run(options: dict[str, Any], given: set[str]) -> Run:
     if config["layers"] is None:
         config["layers"] = DEFAULT_LAYERS if not data.own else \
             _infer_layers(data.x, data.y, _cost_targets(config["cost"]))
-    if config["optimizer"] in OPTIMIZERS and OPTIMIZERS[config["optimizer"]].full_batch:
+    optimizer = config["optimizer"]
+    if isinstance(optimizer, str) and optimizer in OPTIMIZERS and \
+            OPTIMIZERS[optimizer].full_batch:
         _full_batch_options(config, given)
     # the caller's hyper-parameters are the chosen optimizer's or refused (a checkpoint's were
     # read leniently: an earlier release saved every optimizer's)
