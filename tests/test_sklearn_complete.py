@@ -316,3 +316,18 @@ def test_lbfgs_runs_get_advice_without_a_learning_rate():
     result = portamlp.train(x=x, y=x[:, :1], cost="squared_error", optimizer="lbfgs",
                             epochs=2, seed=0)
     assert result.config.batch_size == portamlp.training.resolve.FULL_BATCH_CHUNK
+
+
+def test_the_command_says_why_lbfgs_stopped(tmp_path):
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "portamlp", "train", "--optimizer", "lbfgs", "--epochs", "2",
+           "--train-length", "1000", "--validation-length", "200", "--test-length", "200",
+           "--layers", "784,10", "--cost", "cross_entropy", "--save", "net.json"]
+    done = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "lbfgs: stopped: --epochs iterations ran out before it converged" in done.stdout
+    plain = subprocess.run(run[:5] + ["sgd"] + run[6:] + ["--force"], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert plain.returncode == 0 and "stopped:" not in plain.stdout

@@ -331,8 +331,30 @@ def _finish(result, save: Path, args) -> int:
     if result.test_accuracy is not None:
         print(f"test accuracy: {result.test_accuracy:.2%}")
     if not args.quiet:
+        reason = _full_batch_reason(result)
+        if reason:
+            print(reason)
         print(f"saved the network to {save} and the run record to {record_path}")
     return 0
+
+
+#: Why a full-batch optimizer (L-BFGS) stopped, in words (its ``scalars()["reason"]``).
+_STOP_REASONS = {
+    "gradient": "converged: every gradient component is at most --gtol",
+    "ftol": "converged: the cost fell by at most --ftol (relative) in the last iteration",
+    "max_fun": "stopped: the cost was evaluated more than --max-fun times",
+    "line search": "stopped: no step satisfying the strong Wolfe conditions was found (the cost "
+                   "is as low as this precision allows, or the data need scaling)",
+    "": "stopped: --epochs iterations ran out before it converged; more --epochs continue it",
+}
+
+
+def _full_batch_reason(result) -> str | None:
+    """For a full-batch optimizer's run, why it stopped; None for the others."""
+    scalars = (result.optimizer_state or {}).get("scalars", {})
+    if "reason" not in scalars:
+        return None
+    return f"{result.config.optimizer}: {_STOP_REASONS.get(scalars['reason'], scalars['reason'])}"
 
 
 def _interrupted(stop: TrainingInterrupted, save: Path, args, options: dict) -> int:
