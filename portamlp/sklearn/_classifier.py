@@ -17,7 +17,8 @@ from sklearn.utils.metaestimators import available_if
 from ..checks import check_choice
 from ..nn.network import Network
 from ._arrays import NUMPY_PLACE, namespace_of, to_place
-from ._base import ATTRIBUTES_DOC, PARAMETERS_DOC, BaseMLP, lbfgs_hidden, store_parameters
+from ._base import BaseMLP, lbfgs_hidden, store_parameters
+from ._docs import ATTRIBUTES_DOC, PARAMETERS_DOC
 from ._epochs import Schedule
 from ._labels import encode_labels, encode_multilabel, validate_labels
 from ._params import cost_names, invalid_parameter

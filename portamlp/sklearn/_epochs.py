@@ -23,11 +23,19 @@ from ..training.config import EpochRecord
 if TYPE_CHECKING:
     from ._base import BaseMLP
 
-__all__ = ["Schedule", "Epochs", "ADAPTIVE_DIVISOR", "MIN_RATE"]
+__all__ = ["Schedule", "Epochs", "ADAPTIVE_DIVISOR", "MIN_RATE", "squared_weights"]
 
 #: scikit-learn's adaptive schedule divides the rate by this and stops below MIN_RATE.
 ADAPTIVE_DIVISOR = 5.0
 MIN_RATE = 1e-6
+
+
+def squared_weights(network: Network) -> float:
+    """``Σ‖W‖²`` over the network's weight matrices (scikit-learn's L2 term without its
+    factor), in one read from the device."""
+    xp = network.xp
+    with network.backend.activate():
+        return float(xp.sum(xp.stack([xp.sum(w * w) for w in network.weights])))
 
 
 class Schedule:
@@ -139,12 +147,7 @@ class Epochs:
 
     def _l2(self, network: Network) -> float:
         """scikit-learn's L2 term of the epoch's loss, from the network's weights."""
-        if not self.l2_scale:
-            return 0.0
-        xp = network.xp
-        with network.backend.activate():
-            total = xp.sum(xp.stack([xp.sum(w * w) for w in network.weights]))
-            return self.l2_scale * float(total)
+        return self.l2_scale * squared_weights(network) if self.l2_scale else 0.0
 
     def _count(self, loss: float, record: EpochRecord, network: Network) -> None:
         """scikit-learn's ``_update_no_improvement_count``."""

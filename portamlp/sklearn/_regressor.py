@@ -18,7 +18,8 @@ from sklearn.utils.metaestimators import available_if
 from ..checks import check_choice
 from ..nn.network import Network
 from ._arrays import NUMPY_PLACE, host_array, namespace_of, to_place
-from ._base import ATTRIBUTES_DOC, PARAMETERS_DOC, BaseMLP, lbfgs_hidden, store_parameters
+from ._base import BaseMLP, lbfgs_hidden, store_parameters
+from ._docs import ATTRIBUTES_DOC, PARAMETERS_DOC
 from ._params import cost_names, invalid_parameter
 
 __all__ = ["MLPRegressor"]
