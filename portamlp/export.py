@@ -181,6 +181,12 @@ def check_onnx(model: Any, network: Network, x: Any, inputs: str = "features",
     session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
                                    providers=["CPUExecutionProvider"])
     x = np.asarray(x, dtype=network.dtype)
+    n_in = int(network.layers[0])
+    side = int(round(n_in ** 0.5))
+    wanted = (side, side) if inputs == "images" else (n_in,)
+    if x.ndim != len(wanted) + 1 or tuple(x.shape[1:]) != wanted:
+        raise ValueError(f"check inputs of shape {x.shape}; the graph takes {inputs} of shape "
+                         f"(N, {', '.join(map(str, wanted))})")
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {inputs: x})))
     rows = _prepared(network, x, inputs)
     if network.targets == "values":

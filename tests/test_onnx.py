@@ -137,6 +137,10 @@ def test_refusals(trained, tmp_path):
         plain.to_onnx(tmp_path / "p.onnx", inputs="pixels")
     with pytest.raises(ValueError, match="unknown inputs 'rows'"):
         plain.to_onnx(tmp_path / "p.onnx", inputs="rows")
+    with pytest.raises(ValueError, match=r"check inputs of shape \(5, 3\); the graph takes "
+                                         r"features of shape \(N, 784\)"):
+        trained.to_onnx(tmp_path / "c.onnx", check=np.zeros((5, 3)))
+    assert not (tmp_path / "c.onnx").exists()
     other = Network.initialize((784, 3, 10), cost="cross_entropy", seed=5)
     with pytest.raises(AssertionError, match="differ"):  # a check that fails is reported
         check_onnx(trained.to_onnx(tmp_path / "f.onnx").read_bytes(), other,

@@ -173,6 +173,8 @@ def test_regressor_several_outputs_and_its_loss(diabetes):
     # scikit-learn's loss: the squared error averaged over samples and outputs, halved
     mse = np.mean((predicted - targets) ** 2)
     assert est.loss_curve_[-1] == pytest.approx(mse / 2, rel=0.1)
+    with pytest.raises(ValueError, match=r"n_outputs >= 1, got \(442, 0\)"):
+        MLPRegressor().fit(x, targets[:, :0])
     with pytest.raises(ValueError, match="y has 1 outputs, but the fitted regressor has 2"):
         est.set_params(warm_start=True).fit(x, y)
 

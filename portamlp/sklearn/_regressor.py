@@ -92,9 +92,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         assert_all_finite(values, input_name="y")
         if values.ndim == 1:
             values = values.reshape(-1, 1)
-        if values.ndim != 2 or values.shape[0] != n_rows:
-            raise ValueError(f"y must have shape ({n_rows},) or ({n_rows}, n_outputs), got "
-                             f"{values.shape}")
+        if values.ndim != 2 or values.shape[0] != n_rows or values.shape[1] == 0:
+            raise ValueError(f"y must have shape ({n_rows},) or ({n_rows}, n_outputs) with "
+                             f"n_outputs >= 1, got {values.shape}")
         if self.loss == "poisson" and (values < 0).any():
             raise ValueError("loss='poisson' needs y >= 0 (counts or rates); y holds negative "
                              "values")
