@@ -22,7 +22,7 @@ import warnings
 
 from .. import __version__
 from ..errors import PortamlpWarning
-from . import serve, tools, training
+from . import plotting, serve, tools, training
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, Parser
 
 __all__ = ["build_parser", "main", "exit_status"]
@@ -46,6 +46,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     training.add_parser(sub)
     tools.add_parsers(sub)
+    plotting.add_parser(sub)
     serve.add_parser(sub)
     parser.subcommands = dict(sub.choices)
     return parser

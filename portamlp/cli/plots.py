@@ -1,4 +1,5 @@
-"""Pictures: training curves, a confusion-matrix heatmap, a grid of misclassified digits.
+"""Pictures: training curves, a confusion-matrix heatmap, a grid of misclassified digits, one
+image distorted several ways.
 
 Needs matplotlib (``pip install "portamlp[plot]"``); it is imported only when a plot is drawn,
 with the non-interactive Agg canvas, so no window opens and no global backend is switched.
@@ -12,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["plot_history", "history_figure", "plot_confusion", "plot_misclassified",
-           "misclassified_figure", "require_matplotlib"]
+           "misclassified_figure", "plot_distortions", "distortions_figure",
+           "require_matplotlib"]
 
 
 def require_matplotlib() -> None:
@@ -140,4 +142,41 @@ def misclassified_figure(images: np.ndarray, true: np.ndarray, predicted: np.nda
     if not len(wrong):
         axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle(f"misclassified {what} (first {len(wrong)}); each titled true → predicted")
+    return fig
+
+
+def plot_distortions(original: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], path,
+                     title: str = "") -> Path:
+    """:func:`distortions_figure` saved as a PNG."""
+    distortions_figure(original, rows, title).savefig(path, dpi=110)
+    return Path(path)
+
+
+def distortions_figure(original: np.ndarray, rows: Sequence[tuple[str, np.ndarray]],
+                       title: str = ""):
+    """One image (first column) and rows of distorted copies of it, each row labelled with
+    the distortion that made it. ``rows``: ``(label, images (n, side²))`` pairs; pixels are
+    drawn on the original's grey scale (ink dark)."""
+    original = np.asarray(original).reshape(-1)
+    side = _image_side(original[None, :])
+    n = max(len(images) for _, images in rows)
+    fig = _figure(figsize=(1.1 * (n + 1) + 1.2, 1.15 * len(rows) + 0.5), layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), n + 1, squeeze=False))
+    low, high = float(original.min()), float(original.max())
+    for r, (label, images) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.imshow(original.reshape(side, side), cmap="gray_r", vmin=low, vmax=high)
+                ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+                if r == 0:
+                    ax.set_title("original", fontsize=8)
+            elif c - 1 < len(images):
+                ax.imshow(np.asarray(images[c - 1]).reshape(side, side), cmap="gray_r",
+                          vmin=low, vmax=high)
+            else:
+                ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig

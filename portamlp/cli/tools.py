@@ -1,4 +1,4 @@
-"""The ``evaluate``, ``predict``, ``info`` and ``plot`` commands (see :mod:`portamlp.cli.main`)."""
+"""The ``evaluate``, ``predict`` and ``info`` commands (see :mod:`portamlp.cli.main`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import numpy as np
 
 from ..datasets.registry import class_names
 from ..errors import warn
-from ..files.run_records import load_run_record, read_run_record, run_record_path
+from ..files.run_records import read_run_record
 from .common import CLIError, add_common
 
-__all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "cmd_plot",
-           "preprocessing_for"]
+__all__ = ["add_parsers", "cmd_evaluate", "cmd_predict", "cmd_info", "preprocessing_for"]
 
 EPILOG_EVALUATE = """examples:
   portamlp evaluate runs/net.json
@@ -32,7 +31,7 @@ still classified.
 
 
 def add_parsers(sub) -> None:
-    """Add ``evaluate``, ``predict``, ``info`` and ``plot`` to the subcommands."""
+    """Add ``evaluate``, ``predict`` and ``info`` to the subcommands."""
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
                        epilog=EPILOG_EVALUATE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a saved network (.json, .safetensors, or a "
@@ -76,15 +75,6 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("info", help="versions, and the backends usable here")
     add_common(p)
     p.set_defaults(handler=cmd_info)
-
-    p = sub.add_parser("plot", help="training curves of a run, to PNG",
-                       epilog="example:\n  portamlp plot runs/net.run.json -o curves.png",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="a run record (.run.json) or its model (.json)")
-    p.add_argument("-o", "--output", type=Path, help="PNG path (default: RUN with .png)")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
-    add_common(p)
-    p.set_defaults(handler=cmd_plot)
 
 
 def _data_flags(p):
@@ -331,31 +321,4 @@ def cmd_info(args) -> int:
     fast = (f"used on {', '.join(with_fast)} where it applies (fast_path='auto')" if with_fast
             else f"needs a usable {' or '.join(FAST_STEPS)}")
     print(f"fast step (CuPy's kernels in CUDA graphs, JAX's compiled epoch): {fast}")
-    return 0
-
-
-def cmd_plot(args) -> int:
-    from .plots import plot_history
-
-    path = args.run
-    if not path.name.endswith(".run.json"):
-        path = run_record_path(path)
-    try:
-        record = load_run_record(path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    history = record["history"]
-    output = args.output or path.with_name(path.name[: -len(".run.json")] + ".png")
-    if output.exists() and not args.force:
-        raise CLIError(f"{output} already exists; pass --force to replace it or -o another path")
-    options = record.get("options", {})
-    title = "-".join(str(s) for s in options.get("layers") or []) + \
-        f" {options.get('activation', '')}/{options.get('cost', '')}"
-    try:
-        plot_history(history, output, title=title.strip())
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CLIError(f"{path}: its history cannot be drawn ({type(exc).__name__}: "
-                       f"{str(exc)[:100]})") from None
-    if not args.quiet:
-        print(f"wrote {output}")
     return 0

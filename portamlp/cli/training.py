@@ -27,7 +27,8 @@ from ..files.run_records import run_record_path, write_run_record
 from ..training.config import DEFAULT_LAYERS, cli_options
 from .common import EXIT_FAILED, EXIT_USAGE, CLIError, add_common
 
-__all__ = ["add_parser", "cmd_train", "read_config", "flag_name", "in_flag_terms", "config_keys"]
+__all__ = ["add_parser", "add_option_flags", "cmd_train", "read_config", "flag_name",
+           "in_flag_terms", "config_keys"]
 
 EPILOG = """examples:
   portamlp train                                   Nielsen's 784-30-10 network, 5 epochs
@@ -94,7 +95,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network (the default command)",
                        description="Train a multilayer perceptron and save it with a run record.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for d in cli_options():
+    add_option_flags(p, cli_options())
+    p.add_argument("--config", type=Path, help="TOML file of options (flags override it)")
+    p.add_argument("--save", type=Path, help="where to save the network, .json or "
+                                            ".safetensors (default: "
+                                            "runs/<dataset>-<layers>-<time>.json)")
+    p.add_argument("--force", action="store_true", help="replace an existing --save file")
+    add_common(p)
+    p.set_defaults(handler=cmd_train)
+    return p
+
+
+def add_option_flags(p, declared) -> None:
+    """A flag for each of the ``declared`` options (default None: not given)."""
+    for d in declared:
         text = d.help
         if d.choices:
             text += " (" + ", ".join(str(c) for c in d.choices) + ")"
@@ -106,14 +120,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
             kind = str(d.kind)
             p.add_argument(flag_name(d.name), dest=d.name, type=_TYPES[kind], default=None,
                            metavar=_METAVARS[kind], help=text)
-    p.add_argument("--config", type=Path, help="TOML file of options (flags override it)")
-    p.add_argument("--save", type=Path, help="where to save the network, .json or "
-                                            ".safetensors (default: "
-                                            "runs/<dataset>-<layers>-<time>.json)")
-    p.add_argument("--force", action="store_true", help="replace an existing --save file")
-    add_common(p)
-    p.set_defaults(handler=cmd_train)
-    return p
 
 
 def read_config(path: Path) -> dict[str, Any]:

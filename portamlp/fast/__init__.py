@@ -88,6 +88,8 @@ def blockers(network: Any, optimizer: Any, config: Any, *, sample_weight: bool =
         out.append("dropout is not in the fast step")
     if config.max_norm is not None:
         out.append("max_norm is not in the fast step")
+    if config.distortions.active:
+        out.append("distortions are not in the fast step")
     if sample_weight:
         out.append("sample_weight is not in the fast step")
     if sparse:

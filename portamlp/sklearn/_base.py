@@ -264,7 +264,7 @@ class BaseMLP(BaseEstimator):
             weight_decay=float(self.alpha) / (batch * mean_weight),
             shuffle=bool(self.shuffle), seed=seed, dropout=self.dropout,
             input_dropout=self.input_dropout, max_norm=self.max_norm, callbacks=[epochs],
-            progress=False, **self._options(X, first, checked))
+            progress=False, **checked.distortions, **self._options(X, first, checked))
         if X_val is not None:
             options["validation_data"] = (X_val, y_val)
         if not first and incremental:  # continue the moments (train copies them onto the device)
@@ -291,6 +291,7 @@ class BaseMLP(BaseEstimator):
                        seed=seed, progress=False, dropout=self.dropout,
                        input_dropout=self.input_dropout, max_norm=self.max_norm,
                        callbacks=[self._lbfgs_verbose] if self.verbose else [],
+                       **checked.distortions,
                        **self._options(X, first, checked))
         network, state, _ = self._train(options)
         self._fitted(network, None)

@@ -76,7 +76,12 @@ default="relu"
         portamlp's dropout of hidden and input units during training (not with ``"lbfgs"``).
     max_norm : float or None, default=None
         portamlp's max-norm constraint on each unit's incoming weights (not with
-        ``"lbfgs"``)."""
+        ``"lbfgs"``).
+    distortions : dict or None, default=None
+        Distorted copies of image rows (square images, read row by row), drawn afresh each
+        mini-batch: a dict of :func:`portamlp.train`'s distortion options, e.g.
+        ``{"rotation": 10, "elastic_alpha": 34}`` (keys ``shift``, ``rotation``, ``zoom``,
+        ``shear``, ``elastic_alpha``, ``elastic_sigma``, ``flip``; not with ``"lbfgs"``)."""
 
 #: The fitted attributes both estimators document alike.
 ATTRIBUTES_DOC = """

@@ -19,6 +19,7 @@ which names the parameter, the value given and what would be valid.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
 from ..nn.init import init_names
 from ..nn.network import Network
+from ..training.config import TrainConfig
+from ..training.distortions import DistortionSpec
 from ..training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -125,11 +128,14 @@ class Checked:
     scheduled : bool
         Whether the learning rate follows scikit-learn's ``"invscaling"`` or ``"adaptive"``
         schedule (the ``"sgd"`` solver only, as in scikit-learn).
+    distortions : dict
+        The distortion options of the training images (``train``'s keywords).
     """
 
     activation: str
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
     scheduled: bool = False
+    distortions: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -245,4 +251,19 @@ def check_parameters(est: BaseMLP, incremental: bool) -> Checked:
     hyper = SOLVER_HYPER_PARAMETERS.get(est.solver)
     return Checked(activation=to_portamlp_activation(est.activation),
                     hyper_parameters={} if hyper is None else hyper(est),
-                    scheduled=est.solver == "sgd" and est.learning_rate != "constant")
+                    scheduled=est.solver == "sgd" and est.learning_rate != "constant",
+                    distortions=_distortions(est.distortions))
+
+
+def _distortions(value: Any) -> dict[str, Any]:
+    """The ``distortions`` parameter (None or a dict of :class:`DistortionSpec`'s fields) as
+    checked ``train`` keywords; each value is checked by its option's own declaration."""
+    names = [f.name for f in dataclasses.fields(DistortionSpec)]
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not set(value) <= set(names):
+        raise InvalidParameterError(f"distortions must be None or a dict with keys among "
+                                    f"{names}, got {value!r}")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    with invalid_parameter():
+        return {k: fields[k].metadata["check"](k, v) for k, v in value.items()}

@@ -65,7 +65,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  init="glorot", dtype=None, backend=None, device=None, dropout=0.0,
-                 input_dropout=0.0, max_norm=None):
+                 input_dropout=0.0, max_norm=None,
+                 distortions=None):
         store_parameters(self, locals())
 
     def __sklearn_tags__(self):

@@ -41,6 +41,7 @@ from ..files.run_records import EpochRecord
 from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
 from ..nn.init import init_names
+from .distortions import DistortionSpec
 from .optimizers import OPTIMIZERS, hyper_parameters
 from .schedules import SCHEDULES
 from .stopping import MONITORS, check_monitor
@@ -112,6 +113,14 @@ def _schedule(name, value):
 
 
 def _probability(name, value):
+    return check_float(name, value, minimum=0.0, below=1.0)
+
+
+def _nonnegative(name, value):
+    return check_float(name, value, minimum=0.0)
+
+
+def _fraction(name, value):
     return check_float(name, value, minimum=0.0, below=1.0)
 
 
@@ -193,6 +202,24 @@ class TrainConfig:
     max_norm: float | None = option(None, "after every step, scale each unit's incoming weight "
                                     "vector down to this norm if longer", _max_norm,
                                     kind="float", default_text="none")
+    shift: float = option(0.0, "distort training images each step: shift each by up to this "
+                          "many pixels in x and y", _nonnegative, kind="float")
+    rotation: float = option(0.0, "distort: rotate each training image by up to this many "
+                             "degrees", lambda n, v: check_float(n, v, minimum=0.0, below=180.0),
+                             kind="float")
+    zoom: float = option(0.0, "distort: scale each axis of each training image by a factor in "
+                         "[1 - zoom, 1 + zoom]", _fraction, kind="float")
+    shear: float = option(0.0, "distort: shear each training image horizontally by up to this "
+                          "many degrees", lambda n, v: check_float(n, v, minimum=0.0, below=90.0),
+                          kind="float")
+    elastic_alpha: float = option(0.0, "distort: elastic displacements of this scale in pixels "
+                                  "(Simard et al. 2003 use 34 with σ = 4 on MNIST)",
+                                  _nonnegative, kind="float")
+    elastic_sigma: float = option(4.0, "the width σ of the Gaussian that smooths the elastic "
+                                  "displacement field", lambda n, v: check_float(n, v, above=0.0),
+                                  kind="float")
+    flip: bool = option(False, "distort: mirror half of the training images left to right (for "
+                        "clothes; wrong for digits)", check_bool, kind="bool")
     early_stopping: bool = option(False, "stop when the monitored value has not improved for "
                                   "patience epochs, and restore the best weights", check_bool,
                                   kind="bool")
@@ -252,11 +279,18 @@ class TrainConfig:
                  if getattr(self, name)]
         if self.max_norm is not None:
             noisy.append(f"max_norm={self.max_norm!r}")
+        if self.distortions.active:
+            noisy.append(self.distortions.describe())
         if noisy:
             raise ValueError(f"optimizer={self.optimizer!r} minimises one fixed cost over the "
                              f"whole training set, which {' and '.join(noisy)} would change "
                              "between its evaluations: leave them out, or use optimizer='sgd' "
                              "or 'adam'")
+
+    @property
+    def distortions(self) -> DistortionSpec:
+        """The distortions of the training images (:mod:`portamlp.training.distortions`)."""
+        return DistortionSpec.from_options(self)
 
     def __getattr__(self, name: str) -> Any:
         options = self.__dict__.get("optimizer_options") or {}

@@ -34,6 +34,7 @@ from ..nn.inputs import SparseRows
 from ..nn.network import Network
 from .config import TrainConfig
 from .data import Splits
+from .distortions import Distortions, image_side
 from .dropout import Dropout
 from .hooks import (
     Callbacks,
@@ -136,12 +137,32 @@ class Trainer:
             be = net.backend
             self.dropout = Dropout(be.xp, be.device, net.layers, cfg.dropout, cfg.input_dropout,
                                    cfg.seed or 0, net.parameters()[0].dtype)
+        self.distortions = self._distortions()
         reasons = fast.blockers(net, opt, cfg, sample_weight=data.train.weights is not None,
                                 processes=comm.size,
                                 sparse=isinstance(data.train.x, SparseRows))
         #: the fast step of the network's backend (see portamlp.fast), or None: the portable one
         self.fast = fast.new_fast_epoch(net, opt, data.train, cfg) \
             if fast.wanted(cfg.fast_path, reasons) else None
+
+    def _distortions(self) -> Distortions | None:
+        """The distortions of the training images, or None; refuses rows that are not square
+        images. The background is a 0 pixel after the data set's scaling, or the smallest
+        value of your own x (read once)."""
+        spec, net, x = self.cfg.distortions, self.net, self.data.train.x
+        if not spec.active:
+            return None
+        if isinstance(x, SparseRows):
+            raise ValueError(f"distortions ({spec.describe()}) need dense images; x is sparse: "
+                             "pass it dense (x.toarray()) or leave the distortion options at 0")
+        side = image_side(net.layers[0], spec)
+        if self.own_data or net.preprocessing is None:
+            fill = float(to_numpy(net.xp.min(x)))
+        else:
+            fill = float(net.preprocessing.apply(np.zeros(1, dtype=np.uint8), "float64")[0])
+        be = net.backend
+        return Distortions(be.xp, be.device, side, spec, self.cfg.seed or 0,
+                           net.parameters()[0].dtype, fill)
 
     def _hooks(self, callbacks: list[Callable]) -> list[EpochHook]:
         """The work around each epoch, in the order it is done (see :mod:`.hooks`)."""
@@ -244,6 +265,7 @@ class Trainer:
         cfg, net = self.cfg, self.net
         every = max(1, self.n_batches // 100)
         backprop, step, dropout = net.backprop, self.opt.step, self.dropout
+        distortions = self.distortions
         max_norm, exchange, params = cfg.max_norm, self.exchange, net.parameters()
         library = net.backend.library
         settle = library.settle if library.lazy else None  # Dask: one step's graph at most
@@ -259,6 +281,8 @@ class Trainer:
             rows = min(cfg.batch_size, n_rows - i * cfg.batch_size)  # all ranks' rows
             masks = None if dropout is None else \
                 dropout.for_step(first_step + i, xb.shape[0], rank * rows // size)
+            if distortions is not None:
+                xb = distortions.apply(xb, first_step + i, rank * rows // size)
             cost, grads = backprop(xb, tb, sample_weight=wb, dropout=masks)
             if exchange is None:
                 signalled = None if received[0] is None else (0, received[0])

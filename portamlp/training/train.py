@@ -82,6 +82,8 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
           plateau_patience: int = 3, activation: str = "sigmoid",
           cost: str = "quadratic", optimizer: str = "sgd", weight_decay: float = 0.0,
           dropout: float = 0.0, input_dropout: float = 0.0, max_norm: float | None = None,
+          shift: float = 0.0, rotation: float = 0.0, zoom: float = 0.0, shear: float = 0.0,
+          elastic_alpha: float = 0.0, elastic_sigma: float = 4.0, flip: bool = False,
           early_stopping: bool = False, monitor: str = "validation_accuracy",
           patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
           init: str = "auto",

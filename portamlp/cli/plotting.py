@@ -1,0 +1,167 @@
+"""The ``plot`` command: a run's training curves, or one training image distorted the way the
+distortion options distort images in training (see :mod:`portamlp.training.distortions`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.registry import class_names
+from ..datasets.sources import read_split
+from ..files.run_records import load_run_record, run_record_path
+from ..training.config import TrainConfig, cli_options
+from ..training.distortions import Distortions, DistortionSpec, image_side
+from .common import CLIError, add_common
+from .training import add_option_flags, flag_name, read_config
+
+__all__ = ["add_parser", "cmd_plot", "DEMO_DISTORTIONS"]
+
+EPILOG = """examples:
+  portamlp plot runs/net.run.json -o curves.png     a run's costs and accuracy per epoch
+  portamlp plot distortions -o distortions.png      one digit, each distortion at a typical size
+  portamlp plot distortions --config examples/mnist-distortions.toml
+  portamlp plot distortions --dataset fashion-mnist --flip --rotation 10 --index 3
+"""
+
+#: The sizes ``plot distortions`` shows when none are given (Simard et al.'s elastic α and σ).
+DEMO_DISTORTIONS = DistortionSpec(shift=2.0, rotation=15.0, zoom=0.15, shear=15.0,
+                                  elastic_alpha=34.0, elastic_sigma=4.0)
+_FIELDS = [f.name for f in dataclasses.fields(DistortionSpec)]
+
+
+def add_parser(sub) -> None:
+    """Add ``plot`` to the subcommands."""
+    p = sub.add_parser("plot", help="training curves of a run, or distorted training images, "
+                       "to PNG", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", metavar="RUN|distortions",
+                   help="a run record (.run.json) or its model (.json); or the word "
+                        "'distortions'")
+    p.add_argument("-o", "--output", type=Path,
+                   help="PNG path (default: RUN with .png; distortions.png)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    g = p.add_argument_group(
+        "plot distortions", "one training image distorted as these options distort images in "
+        "training (rows: each distortion alone, then all together); with none given, each "
+        "at a typical size")
+    add_option_flags(g, [d for d in cli_options() if d.name in _FIELDS])
+    g.add_argument("--config", type=Path, help="take the distortions (and data set) of a "
+                                               "train recipe (TOML); flags override it")
+    g.add_argument("--dataset", help="the data set the image comes from (default: mnist)")
+    g.add_argument("--index", type=int, default=0, help="which training image (default: 0)")
+    g.add_argument("--count", type=int, default=8, help="distorted copies per row (default: 8)")
+    g.add_argument("--seed", type=int, default=0, help="the seed of the distortions (default: "
+                                                       "0)")
+    add_common(p)
+    p.set_defaults(handler=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    if args.what == "distortions":
+        return _plot_distortions(args)
+    given = [flag_name(n) for n in _FIELDS if getattr(args, n) is not None]
+    given += [flag for flag, value in (("--config", args.config), ("--dataset", args.dataset))
+              if value is not None]
+    if given:
+        raise CLIError(f"{', '.join(given)} belong to `portamlp plot distortions`, not to "
+                       "the plot of a run")
+    return _plot_run(args)
+
+
+def _plot_run(args) -> int:
+    from .plots import plot_history
+
+    path = Path(args.what)
+    if not path.name.endswith(".run.json"):
+        path = run_record_path(path)
+    try:
+        record = load_run_record(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    history = record["history"]
+    output = args.output or path.with_name(path.name[: -len(".run.json")] + ".png")
+    _check_output(output, args.force)
+    options = record.get("options", {})
+    title = "-".join(str(s) for s in options.get("layers") or []) + \
+        f" {options.get('activation', '')}/{options.get('cost', '')}"
+    try:
+        plot_history(history, output, title=title.strip())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CLIError(f"{path}: its history cannot be drawn ({type(exc).__name__}: "
+                       f"{str(exc)[:100]})") from None
+    _report(args, output)
+    return 0
+
+
+def _check_output(output: Path, force: bool) -> None:
+    if output.exists() and not force:
+        raise CLIError(f"{output} already exists; pass --force to replace it or -o another path")
+
+
+def _report(args, output: Path, **extra) -> None:
+    if args.json:
+        print(json.dumps({"output": str(output), **extra}))
+    elif not args.quiet:
+        print(f"wrote {output}")
+
+
+def _spec(args) -> tuple[DistortionSpec, str]:
+    """The distortions asked for (recipe, then flags), checked as ``train`` checks them, and
+    the data set."""
+    options = {}
+    if args.config is not None:
+        options = read_config(args.config)
+    chosen = {k: v for k, v in options.items() if k in _FIELDS}
+    chosen.update({n: getattr(args, n) for n in _FIELDS if getattr(args, n) is not None})
+    dataset = args.dataset or options.get("dataset", "mnist")
+    config = TrainConfig(**chosen, dataset=dataset)  # the options' own checks
+    return config.distortions, config.dataset
+
+
+def _plot_distortions(args) -> int:
+    from .plots import plot_distortions, require_matplotlib
+
+    require_matplotlib()
+    spec, dataset = _spec(args)
+    if args.count < 1 or args.count > 32:
+        raise CLIError(f"--count {args.count} is not valid; give 1 to 32 copies per row")
+    images, labels = read_split(dataset, "train")
+    if not 0 <= args.index < images.shape[0]:
+        raise CLIError(f"--index {args.index} is out of range: {dataset} has "
+                       f"{images.shape[0]} training images (0 to {images.shape[0] - 1})")
+    output = args.output or Path("distortions.png")
+    _check_output(output, args.force)
+    x = images[args.index].reshape(1, -1).astype(np.float64) / 255.0
+    side = image_side(x.shape[1], spec)
+    shown = spec if spec.active else DEMO_DISTORTIONS
+    rows = []
+    for single in _each_alone(shown):
+        rows.append((single.describe().replace(", ", "\n"), _distort(single, x, side, args)))
+    if len(rows) > 1:
+        rows.append(("all together", _distort(shown, x, side, args)))
+    name = class_names(dataset)[int(labels[args.index])]
+    sizes = "" if spec.active else " (typical sizes: choose yours with the flags or --config)"
+    title = f"{dataset} training image {args.index} ({name}) distorted{sizes}"
+    plot_distortions(x[0], rows, output, title=title)
+    _report(args, output, distortions=shown.describe(), rows=len(rows))
+    return 0
+
+
+def _each_alone(spec: DistortionSpec) -> list[DistortionSpec]:
+    """One spec per distortion that is on (elastic with its σ)."""
+    out = []
+    for name in _FIELDS:
+        value = getattr(spec, name)
+        if name != "elastic_sigma" and value:
+            extra = {"elastic_sigma": spec.elastic_sigma} if name == "elastic_alpha" else {}
+            out.append(DistortionSpec(**{name: value, **extra}))
+    return out
+
+
+def _distort(spec: DistortionSpec, x: np.ndarray, side: int, args) -> np.ndarray:
+    d = Distortions(np, None, side, spec, args.seed, np.float64, fill=0.0)
+    return d.apply(np.repeat(x, args.count, axis=0), step=0)
