@@ -1,8 +1,10 @@
 """Distorted training images (issue 28): the maths against independent references, the same
 images on every backend from one seed, exact resume, no host reads per mini-batch, refusals."""
 
+import json
 import math
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from scipy import ndimage
 import portamlp
 from portamlp.backends import to_numpy
 from portamlp.files.checkpoints import load_checkpoint
+from portamlp.training.config import TrainConfig
 from portamlp.training.distortions import (
     Distortions,
     DistortionSpec,
@@ -108,20 +111,40 @@ def test_resampling_is_bilinear_with_the_background_outside(digits):
     np.testing.assert_allclose(d.apply(blank, 0), blank, atol=1e-12)
 
 
-def test_the_elastic_field_is_gaussian_smoothed_uniform_noise():
+@pytest.mark.parametrize("sigma", [1.5, 3.0])
+def test_the_elastic_field_is_gaussian_smoothed_uniform_noise(sigma):
     """Simard et al.'s field: uniform in [-1, 1), smoothed as scipy.ndimage.gaussian_filter
-    does (zero outside, cut at 4σ), times α, added to the source coordinates."""
-    spec = DistortionSpec(elastic_alpha=30.0, elastic_sigma=3.0)
+    does (zero outside, cut at 4σ), times α, added to the source coordinates. From σ = 2 the
+    noise is drawn on every other pixel (times 2, zeros between)."""
+    spec = DistortionSpec(elastic_alpha=30.0, elastic_sigma=sigma)
     be = portamlp.get_backend("numpy")
     d = Distortions(be.xp, be.device, 28, spec, 4, np.float64)
+    stride = 1 if sigma < 2 else 2
+    assert d.stride == stride
+    n = 28 // stride
     qx, qy = d.source_coordinates(1, 3)
-    field = _uniform(4, 1, 3, 7 + 784)[:, 7:]
+    field = _uniform(4, 1, 3, 7 + n * n)[:, 7:]
     ys, xs = np.divmod(np.arange(784), 28)
     for r in range(3):
         for half, q, grid in ((field[r] & 0xFFFF, qx, xs), (field[r] >> 16, qy, ys)):
-            noise = (half.astype(np.float64) * 2.0 ** -15 - 1.0).reshape(28, 28)
-            smooth = ndimage.gaussian_filter(noise.T, 3.0, mode="constant", truncate=4.0)
+            noise = np.zeros((28, 28))
+            noise[::stride, ::stride] = stride * (half.astype(np.float64) * 2.0 ** -15 - 1.0
+                                                  ).reshape(n, n)
+            smooth = ndimage.gaussian_filter(noise.T, sigma, mode="constant", truncate=4.0)
             np.testing.assert_allclose(q[r], grid + 30.0 * smooth.reshape(-1), atol=1e-9)
+
+
+def test_noise_on_every_other_pixel_gives_the_same_field_statistics():
+    """For σ ≥ 2 the smoothed field's variance at each pixel, from noise on every other
+    pixel (times 2), is that of noise on every pixel to under 7 % inside a 4-pixel border,
+    50 % on it (in the corners)."""
+    for sigma in (2.0, 4.0, 6.0):
+        g = np.asarray(gaussian_matrix(28, sigma))
+        every = np.outer(*[(g ** 2).sum(axis=1)] * 2)
+        other = np.outer(*[2 * (g[:, ::2] ** 2).sum(axis=1)] * 2)  # √2 on each axis
+        inside = (slice(4, 24), slice(4, 24))
+        np.testing.assert_allclose(other[inside], every[inside], rtol=0.07)
+        np.testing.assert_allclose(other, every, rtol=0.5)
     g = np.asarray(gaussian_matrix(28, 3.0))
     np.testing.assert_allclose(g, g.T)  # the smoothing matrix is symmetric
 
@@ -139,7 +162,7 @@ def test_the_random_numbers_are_uniform_and_the_elastic_field_unbiased():
                           np.float64)
     qx, _ = elastic.source_coordinates(0, 2000)
     displacement = qx - np.arange(784) % 28
-    g2 = (np.asarray(gaussian_matrix(28, 4.0)) ** 2).sum(axis=1)
+    g2 = 2 * (np.asarray(gaussian_matrix(28, 4.0))[:, ::2] ** 2).sum(axis=1)
     expected = np.outer(g2, g2).reshape(-1) / 3
     assert abs(displacement.mean()) < 0.002
     np.testing.assert_allclose(displacement.var(axis=0).mean(), expected.mean(), rtol=0.05)
@@ -228,3 +251,83 @@ def test_own_square_images_are_distorted_with_their_background(rng):
                             learning_rate=0.1, cost="cross_entropy", activation="relu",
                             momentum=0.9, rotation=10.0, shift=0.5)
     assert result.history[-1].train_cost < result.history[0].train_cost
+
+
+# ----------------------------------------------------------------- command line, estimator
+def _png_pixels(path):
+    from matplotlib.image import imread
+
+    return imread(path)
+
+
+def test_plot_distortions_draws_each_distortion_and_refuses_bad_requests(tmp_path):
+    from cli_helpers import run
+
+    out = run("plot", "distortions", "-o", "d.png", "--json", cwd=tmp_path).stdout
+    report = json.loads(out)
+    assert report["rows"] == 6 and "elastic_alpha=34.0" in report["distortions"]  # 5 + together
+    pixels = _png_pixels(tmp_path / "d.png")
+    assert pixels.shape[0] > 500 and pixels.std() > 0.1  # a drawn grid, not a blank page
+    # a recipe's distortions, one flag overriding it
+    (tmp_path / "r.toml").write_text('[train]\nrotation = 8.0\nflip = true\n')
+    report = json.loads(run("plot", "distortions", "--config", "r.toml", "--rotation", "4",
+                            "--count", "3", "-o", "r.png", "--json", cwd=tmp_path).stdout)
+    assert report == {"output": "r.png", "distortions": "rotation=4.0, flip=True", "rows": 3}
+    for argv, message in (
+            (["--rotation", "500"], "rotation"),
+            (["--index", "70000"], "--index 70000 is out of range"),
+            (["--count", "0"], "--count 0"),
+            (["-o", "d.png"], "already exists")):
+        proc = run("plot", "distortions", *argv, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = run("plot", "x.run.json", "--rotation", "3", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "belong to `portamlp plot distortions`" in proc.stderr
+
+
+def test_train_flags_and_config_keys(tmp_path):
+    from cli_helpers import run
+
+    proc = run("train", "--layers", "784,16,10", "--train-length", "300",
+               "--validation-length", "0", "--test-length", "100", "--epochs", "1",
+               "--rotation", "10", "--elastic-alpha", "20", "--flip", "--json",
+               "--save", "n.json", "--seed", "1", cwd=tmp_path)
+    options = json.loads(proc.stdout)["options"]
+    assert (options["rotation"], options["elastic_alpha"], options["flip"]) == (10.0, 20.0, True)
+    proc = run("train", "--layers", "10,4,2", "--epochs", "1", "--rotation", "3",
+               "--dataset", "nothing", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_estimators_take_distortions():
+    from sklearn.datasets import load_digits
+
+    from portamlp.checks import InvalidParameterError
+    from portamlp.sklearn import MLPClassifier
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
+    plain = MLPClassifier((32,), max_iter=3, random_state=0).fit(x, y)
+    bent = MLPClassifier((32,), max_iter=3, random_state=0,
+                         distortions={"rotation": 10, "shift": 0.5}).fit(x, y)
+    assert not np.allclose(plain.coefs_[0], bent.coefs_[0])
+    again = MLPClassifier((32,), max_iter=3, random_state=0,
+                          distortions={"rotation": 10, "shift": 0.5}).fit(x, y)
+    np.testing.assert_array_equal(again.coefs_[0], bent.coefs_[0])
+    for bad, message in (({"spin": 3}, "keys among"), ({"rotation": -1}, "rotation"),
+                         ("rotation", "keys among")):
+        with pytest.raises(InvalidParameterError, match=message):
+            MLPClassifier((8,), max_iter=1, distortions=bad).fit(x, y)
+    with pytest.raises(ValueError, match="lbfgs"):
+        MLPClassifier((8,), solver="lbfgs", distortions={"zoom": 0.1}).fit(x, y)
+
+
+def test_the_recipes_distort_as_documented():
+    from portamlp.cli.training import read_config
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    mnist = TrainConfig(**{k: v for k, v in read_config(root / "mnist-distortions.toml").items()
+                           if k != "momentum"}).distortions
+    assert mnist.elastic_alpha > 0 and not mnist.flip  # flips are wrong for digits
+    fashion = read_config(root / "fashion-mnist.toml")
+    assert fashion["flip"] is True and fashion.get("elastic_alpha", 0) == 0

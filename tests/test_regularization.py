@@ -209,7 +209,8 @@ def test_bad_values_name_the_valid_range(option, match):
 
 
 # --------------------------------------------------------------------------------- recipes
-@pytest.mark.parametrize("name", ["mnist-dropout.toml", "fashion-mnist.toml"])
+@pytest.mark.parametrize("name", ["mnist-dropout.toml", "fashion-mnist.toml",
+                                  "mnist-distortions.toml"])
 def test_the_recipes_are_valid_config_files(name, tmp_path):
     from portamlp.cli.training import read_config
     from portamlp.training.config import TrainConfig
@@ -217,7 +218,8 @@ def test_the_recipes_are_valid_config_files(name, tmp_path):
     options = read_config(ROOT / "examples" / name)
     settings = {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**settings)
-    assert cfg.epochs >= 10 and (cfg.dropout > 0 or cfg.early_stopping)
+    assert cfg.epochs >= 10 and (cfg.dropout > 0 or cfg.early_stopping
+                                 or cfg.distortions.active)
 
 
 def test_optimizer_state_continues_momentum_exactly():
