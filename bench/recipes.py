@@ -30,8 +30,13 @@ WIDE = dict(layers=(784, 1024, 1024, 10), dropout=0.5, input_dropout=0.2, max_no
 #: The two variants the candidates combine: lighter dropout, and Adam instead of SGD momentum.
 LIGHT = dict(dropout=0.3, input_dropout=0.1)
 ADAM = dict(optimizer="adam", momentum=0.0, learning_rate=1e-3)
+#: Distorted training images (issue 28): Cireşan et al.'s elastic σ and α, smaller affine ones.
+DISTORTED = dict(shift=1.0, rotation=10.0, zoom=0.1, shear=10.0, elastic_alpha=36.0,
+                 elastic_sigma=6.0)
 CANDIDATES = {
     "mnist": {
+        "distortions: 1000x2, elastic + affine, lr 0.05, 150 epochs":
+            dict(DISTORTED, layers=(784, 1000, 1000, 10), learning_rate=0.05, epochs=150),
         "1024x2 dropout, lr 0.1, 60 epochs": dict(WIDE, learning_rate=0.1, epochs=60),
         "1024x2 dropout, lr 0.05, 60 epochs": dict(WIDE, learning_rate=0.05, epochs=60),
         "1024x2 dropout, lr 0.1, 120 epochs": dict(WIDE, learning_rate=0.1, epochs=120),
@@ -52,6 +57,9 @@ CANDIDATES = {
                                                           weight_decay=5e-4, epochs=30),
     },
     "fashion-mnist": {
+        "distortions: 1024x2 dropout 0.3/0.1, flips, shift 1, lr 0.05, batch 125, 60 epochs":
+            dict(WIDE, **LIGHT, learning_rate=0.05, batch_size=125, epochs=60, flip=True,
+                 shift=1.0),
         "long: 1024x2 dropout 0.3/0.1, lr 0.05, 60 epochs":
             dict(WIDE, **LIGHT, learning_rate=0.05, epochs=60),
         "long: 1024x2 dropout, adam 0.001, 60 epochs": dict(WIDE, **ADAM, epochs=60),

@@ -30,7 +30,8 @@ from .datasets.scaling import Preprocessing
 from .files.writing import atomic_write_bytes, check_writable_folder
 from .nn.activations import get_activation
 from .nn.costs import get_cost
-from .nn.network import Network, class_scores, forward
+from .nn.forward import class_scores, forward
+from .nn.network import Network
 
 __all__ = ["export_onnx", "check_onnx", "read_onnx_metadata", "INPUTS", "METADATA_KEY"]
 

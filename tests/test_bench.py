@@ -174,6 +174,18 @@ def test_dropout_benchmark_compares_against_numpys_generator(tmp_path):
     assert report["target"] == 1.2 and isinstance(report["meets_target"], bool)
 
 
+def test_distortions_benchmark_compares_each_distortion_with_none(tmp_path):
+    out_file = tmp_path / "distortions.json"
+    out = _run("distortions.py", "--quick", "--output", str(out_file))
+    report = json.loads(out_file.read_text())
+    rows = {r["distortions"]: r for r in report["rows"]}
+    assert list(rows)[0] == "none" and rows["none"]["ratio"] == 1.0 and len(rows) == 4
+    for r in rows.values():
+        assert r["ratio"] == pytest.approx(r["seconds"] / rows["none"]["seconds"])
+    assert report["target"] == 1.3 and "target ≤ 1.3×" in out
+    assert report["meets_target"] == (max(r["ratio"] for r in rows.values()) <= 1.3)
+
+
 def test_recipe_search_never_loads_the_test_set(tmp_path, monkeypatch):
     import recipes
 

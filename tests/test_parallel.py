@@ -88,8 +88,8 @@ COMMON = textwrap.dedent('''
 
     def data(rows=203):
         rng = np.random.default_rng(0)
-        x, y = rng.standard_normal((rows, 12)), rng.integers(0, 4, rows)
-        xv, yv = rng.standard_normal((31, 12)), rng.integers(0, 4, 31)
+        x, y = rng.standard_normal((rows, 16)), rng.integers(0, 4, rows)
+        xv, yv = rng.standard_normal((31, 16)), rng.integers(0, 4, 31)
         return x, y, xv, yv, rng.uniform(0.5, 2.0, rows)
 
 
@@ -101,21 +101,24 @@ COMMON = textwrap.dedent('''
             # odd batch (shares of 8 and 9 rows), a short last batch, dropout on both sides,
             # sample weights, Nesterov momentum, max-norm and the plateau schedule
             # scale= with own x is ignored with a warning (which rank 0 alone gives)
-            "sgd": dict(common, layers=[12, 9, 7, 4], batch_size=17, epochs=3, momentum=0.9,
+            "sgd": dict(common, layers=[16, 9, 7, 4], batch_size=17, epochs=3, momentum=0.9,
                         scale=256,
                         nesterov=True, learning_rate=0.3, dropout=0.2, input_dropout=0.1,
                         max_norm=3.0, sample_weight=w, learning_rate_schedule="plateau",
                         plateau_patience=1, backend="numpy"),
-            # Adam, cross-entropy, no shuffling; array-api-strict: the host-staged buffers
-            "adam": dict(common, layers=[12, 8, 4], activation="relu", cost="cross_entropy",
+            # Adam, cross-entropy, no shuffling; array-api-strict: the host-staged buffers;
+            # the rows as 4x4 images distorted (each rank distorts its share as one process
+            # distorts those rows)
+            "adam": dict(common, layers=[16, 8, 4], activation="relu", cost="cross_entropy",
                          optimizer="adam", learning_rate=0.01, weight_decay=1e-3,
-                         batch_size=32, epochs=2, shuffle=False, backend="array_api_strict"),
+                         batch_size=32, epochs=2, shuffle=False, backend="array_api_strict",
+                         rotation=10.0, shift=0.5, elastic_alpha=1.0, elastic_sigma=1.0),
             # early stopping: every rank must stop at the same epoch
-            "early": dict(common, layers=[12, 6, 4], batch_size=10, epochs=8,
+            "early": dict(common, layers=[16, 6, 4], batch_size=10, epochs=8,
                           learning_rate=3.0, early_stopping=True, patience=1,
                           backend="numpy"),
             # JAX: arrays that cannot be written in place, through the host to MPI
-            **({"jax": dict(common, layers=[12, 8, 4], batch_size=16, epochs=2, momentum=0.5,
+            **({"jax": dict(common, layers=[16, 8, 4], batch_size=16, epochs=2, momentum=0.5,
                             learning_rate=0.5, backend="jax")} if JAX else {}),
         }
 
@@ -143,7 +146,7 @@ COMMON = textwrap.dedent('''
 
 
     def first_network(kind=portamlp.Network):
-        net = portamlp.Network.initialize([12, 9, 4], seed=5, dtype="float64",
+        net = portamlp.Network.initialize([16, 9, 4], seed=5, dtype="float64",
                                           backend="numpy")
         return kind(net.weights, net.biases, activation=net.activation, cost=net.cost,
                     backend=net.backend)
@@ -312,7 +315,7 @@ FAILING = '''
         SignalledNetwork.at = 5 if comm.rank == 1 else None
     how = dict(network=first_network(SignalledNetwork), epochs=100_000)
     if mode == "diverge":  # unbounded ReLU units and an absurd rate overflow at once
-        how = dict(layers=[12, 9, 4], activation="relu", cost="cross_entropy",
+        how = dict(layers=[16, 9, 4], activation="relu", cost="cross_entropy",
                    learning_rate=1e30, epochs=3)
     try:
         portamlp.train(x=x, y=y, batch_size=16, callbacks=fail_on_rank_1, distributed="mpi",

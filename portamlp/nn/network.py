@@ -31,10 +31,11 @@ from ..datasets.staging import one_hot
 from ..errors import warn
 from .activations import Activation, get_activation
 from .costs import Cost, get_cost
+from .forward import class_scores, forward, layer_outputs
 from .init import initial_parameters, make_rng
 from .inputs import SparseRows, as_features, as_labels, as_targets, host_numeric
 
-__all__ = ["Network", "LayerParameters", "CHUNK_ROWS", "forward", "class_scores"]
+__all__ = ["Network", "LayerParameters", "CHUNK_ROWS", "forward", "class_scores", "layer_outputs"]
 
 #: Rows per chunk when running the network on large inputs (bounds temporary memory).
 CHUNK_ROWS = 8192
@@ -86,41 +87,6 @@ class LayerParameters(Sequence):
 
     def __repr__(self) -> str:
         return repr(list(self))
-
-
-def class_scores(xp: Any, cost: Cost, a: Any):
-    """:meth:`Network.predict_proba`'s rows from output activations ``a``: the softmax or the
-    per-label probabilities as they are; another cost's independent units shifted up to be
-    non-negative (only where one is negative) and divided by their sum (uniform where all are
-    equal). The ONNX export runs it too."""
-    if cost.output_name in ("softmax", "logistic"):
-        return a
-    a = a - xp.minimum(xp.min(a, axis=1, keepdims=True), 0.0)
-    total = xp.sum(a, axis=1, keepdims=True)
-    k = a.shape[1]
-    return xp.where(total > 0, a / xp.where(total > 0, total, 1.0), 1.0 / k)
-
-
-def forward(xp: Any, parameters: Sequence[Any], activation: Activation, cost: Cost, x: Any):
-    """The output layer's activations for inputs ``x``: ``a = σ(a W^T + b)`` layer by layer, the
-    last layer through the cost's output function. Prediction runs it on the network's arrays;
-    :mod:`portamlp.export` runs the same function on ``ndonnx`` arrays to record an ONNX graph.
-
-    Parameters
-    ----------
-    xp : array namespace
-    parameters : sequence of arrays
-        ``[W¹, b¹, W², b², ...]``, weights of shape (n_out, n_in), in ``xp``'s arrays.
-    activation : Activation
-    cost : Cost
-    x : array of shape (n, n_in)
-    """
-    a = x
-    last = len(parameters) // 2 - 1
-    for l in range(last + 1):
-        z = a @ parameters[2 * l].T + parameters[2 * l + 1]
-        a = cost.output(xp, z, activation) if l == last else activation.f(xp, z)
-    return a
 
 
 class Network:
@@ -427,6 +393,19 @@ class Network:
             raise TypeError(f"predict_proba is for classifiers; this network's cost "
                             f"{self.cost!r} fits values: predict gives them")
         return class_scores(self.backend.xp, self._cost, self.feedforward(self._as_input(x)))
+
+    @_on_device
+    def activations(self, x: Any) -> list:
+        """Every layer's activations for the rows of ``x`` (shape (n_samples, n_in)): one array
+        per layer after the input, ``(n_samples, layers[l])``, the hidden layers' ``σ(z)``
+        then the output layer's (as :meth:`feedforward` gives it). The same forward pass as
+        prediction; what the draw-a-digit page lights up and ``portamlp plot activations``
+        draws. The arrays live on the network's backend."""
+        x = self._as_input(x)
+        if isinstance(x, SparseRows):
+            x = x[0:x.shape[0], ...]  # made dense, as a prediction chunk is
+        return list(layer_outputs(self.backend.xp, self._parameters, self._activation,
+                                  self._cost, x))
 
     @_on_device
     def predict(self, x: Any):
