@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 import pytest
+from serve_helpers import playwright_for_chromium, trained_model  # noqa: F401 (fixtures)
 
 import portamlp
 from portamlp.backends import LIBRARIES, Backend

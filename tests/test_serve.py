@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_helpers import CHROMIUM, CHROMIUM_ARGS, SETTLED, draw_digit, start, stop
 
 import portamlp
 from portamlp.cli.serve import MAX_BODY_BYTES, DigitApp, make_server
@@ -32,12 +33,6 @@ from portamlp.datasets import Preprocessing, read_split
 from portamlp.images import prepare_digit
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("PORTAMLP_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
 # ------------------------------------------------------------------------------------ helpers
 def canvas_rgba(image: np.ndarray, size: int = 280) -> np.ndarray:
     """An MNIST image as the page's canvas would hold it: RGBA, dark ink on opaque white."""
@@ -74,18 +69,6 @@ def expected_answer(net, digit: np.ndarray) -> np.ndarray:
     """What the library itself says of a prepared digit."""
     x = net.preprocessing.apply(digit.reshape(1, 784), net.dtype)
     return portamlp.backends.to_numpy(net.predict_proba(x))[0]
-
-
-def start(server):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
-
-
-def stop(server, thread):
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +113,10 @@ def test_assets_load_nothing_from_elsewhere():
     """Offline: no URL to another host (CDN, web font, analytics) in the page's files."""
     static = ROOT / "portamlp" / "cli" / "static"
     files = sorted(static.iterdir())
-    assert {f.name for f in files} == {"index.html", "app.js", "style.css"}
+    assert {f.name for f in files} == {"index.html", "app.js", "network.js", "style.css"}
     for f in files:
-        text = f.read_text()
+        # the SVG namespace is a name, never fetched
+        text = f.read_text().replace('"http://www.w3.org/2000/svg"', "")
         assert not re.search(r"(https?:)?//[\w.-]+\.[a-z]{2,}", text), f.name
         assert "@import" not in text and "@font-face" not in text
 
@@ -424,69 +408,6 @@ def test_latency_benchmark_reports_its_figures(tmp_path):
 
 
 # -------------------------------------------------------------------------------- browser
-@pytest.fixture(scope="session")
-def trained_model(tmp_path_factory):
-    """A 784-256-128-10 network trained for 5 epochs (≥ 97 % test accuracy) and its record."""
-    from portamlp.files.run_records import write_run_record
-
-    result = portamlp.train(layers=[784, 256, 128, 10], activation="relu", cost="cross_entropy",
-                            learning_rate=0.05, momentum=0.9, batch_size=100, epochs=5,
-                            scale="standardize", seed=0, progress=False)
-    assert result.test_accuracy >= 0.97, result.test_accuracy
-    path = tmp_path_factory.mktemp("trained") / "net.json"
-    result.network.save(path)
-    write_run_record(path.with_suffix(".run.json"), model=path,
-                     config=result.config.to_dict(), network=result.network,
-                     history=result.history, test_accuracy=result.test_accuracy,
-                     stopped_early=result.stopped_early, overwrite=True)
-    return path, result.test_accuracy
-
-
-@pytest.fixture(scope="session")
-def playwright_for_chromium():
-    """Playwright's ``sync_playwright``, with Chromium present, or a skip saying what to install
-    (checked before a network is trained for the browser test)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the browser test needs Playwright: pip install playwright (in the test "
-                    "extra); never `playwright install`, it uses Debian's chromium")
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"the browser test needs Chromium at {CHROMIUM}: sudo apt-get install "
-                    "chromium (Debian), or set PORTAMLP_CHROMIUM to its path")
-    return sync_playwright
-
-
-def _strokes(image: np.ndarray, threshold: int = 128):
-    """The ink of a 28×28 image as horizontal strokes ((x0, y), (x1, y)) in pixel units: one
-    per run of ink pixels in a row, through the pixels' centres."""
-    ink = image >= threshold
-    for row in range(28):
-        cols = np.flatnonzero(ink[row])
-        if not cols.size:
-            continue
-        breaks = np.flatnonzero(np.diff(cols) > 1)
-        for start, end in zip(np.r_[0, breaks + 1], np.r_[breaks, cols.size - 1]):
-            yield (cols[start] + 0.5, row + 0.5), (cols[end] + 0.5, row + 0.5)
-
-
-def _draw(page, image: np.ndarray) -> None:
-    box = page.evaluate("""() => { const p = document.getElementById('pad');
-        const r = p.getBoundingClientRect();
-        return {x: r.left + p.clientLeft, y: r.top + p.clientTop, w: p.clientWidth}; }""")
-    scale = box["w"] / 28
-    for (x0, y0), (x1, y1) in _strokes(image):
-        page.mouse.move(box["x"] + x0 * scale, box["y"] + y0 * scale)
-        page.mouse.down()
-        page.mouse.move(box["x"] + x1 * scale, box["y"] + y1 * scale,
-                        steps=max(2, int(x1 - x0)))
-        page.mouse.up()
-
-
-_SETTLED = ("() => document.getElementById('answer').dataset.version === "
-            "document.getElementById('pad').dataset.version")
-
-
 @pytest.mark.slow
 def test_drawn_digits_are_read_in_the_browser(playwright_for_chromium, trained_model, tmp_path):
     sync_playwright = playwright_for_chromium
@@ -515,15 +436,15 @@ def test_drawn_digits_are_read_in_the_browser(playwright_for_chromium, trained_m
             header = page.inner_text("#model")
             assert "784-256-128-10" in header and "relu" in header
             assert f"{100 * accuracy:.2f} %" in header
-            page.wait_for_function(_SETTLED)
+            page.wait_for_function(SETTLED)
             assert "No digit found" in page.inner_text("#verdict")  # the blank canvas
 
             shown = []
             for i in chosen:
                 page.click("#clear")
-                page.wait_for_function(_SETTLED)
-                _draw(page, images[i])
-                page.wait_for_function(_SETTLED, timeout=20_000)
+                page.wait_for_function(SETTLED)
+                draw_digit(page, images[i])
+                page.wait_for_function(SETTLED, timeout=20_000)
                 shown.append(page.inner_text("#digit").strip())
             right = sum(s == str(labels[i]) for s, i in zip(shown, chosen))
             print(f"\nbrowser: {right}/10 drawn digits read right ({shown} for "

@@ -1,5 +1,5 @@
 """Pictures: training curves, a confusion-matrix heatmap, a grid of misclassified digits, one
-image distorted several ways.
+image distorted several ways, first-layer weights, one input through every layer.
 
 Needs matplotlib (``pip install "portamlp[plot]"``); it is imported only when a plot is drawn,
 with the non-interactive Agg canvas, so no window opens and no global backend is switched.
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["plot_history", "history_figure", "plot_confusion", "plot_misclassified",
-           "misclassified_figure", "plot_distortions", "distortions_figure",
-           "require_matplotlib"]
+           "misclassified_figure", "plot_distortions", "distortions_figure", "plot_weights",
+           "weights_figure", "plot_activations", "activations_figure", "require_matplotlib"]
 
 
 def require_matplotlib() -> None:
@@ -177,6 +177,78 @@ def distortions_figure(original: np.ndarray, rows: Sequence[tuple[str, np.ndarra
                           vmin=low, vmax=high)
             else:
                 ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_weights(weights: np.ndarray, path, title: str = "") -> Path:
+    """:func:`weights_figure` saved as a PNG."""
+    weights_figure(weights, title).savefig(path, dpi=110)
+    return Path(path)
+
+
+def weights_figure(weights: np.ndarray, title: str = ""):
+    """The incoming weights of first-layer units, one square image each (``weights``: (units,
+    side²)), each scaled to its own largest magnitude: blue positive, red negative (a
+    diverging map that reads without red-green vision), white zero."""
+    weights = np.asarray(weights, dtype=np.float64)
+    side = _image_side(weights)
+    units = weights.shape[0]
+    cols = min(16, units)
+    rows = -(-units // cols)
+    fig = _figure(figsize=(0.75 * cols + 0.6, 0.75 * rows + 0.9), layout="constrained")
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for j, ax in enumerate(axes):
+        ax.axis("off")
+        if j < units:
+            top = max(float(np.abs(weights[j]).max()), 1e-12)
+            ax.imshow(weights[j].reshape(side, side), cmap="RdBu", vmin=-top, vmax=top)
+            ax.set_title(str(j), fontsize=6, pad=1)
+    fig.suptitle(title or f"incoming weights of {units} first-layer units (blue positive, "
+                          "red negative)", fontsize=10)
+    return fig
+
+
+def plot_activations(pixels: np.ndarray, layers: Sequence[np.ndarray], path,
+                     names: Sequence[str] | None = None, title: str = "") -> Path:
+    """:func:`activations_figure` saved as a PNG."""
+    activations_figure(pixels, layers, names, title).savefig(path, dpi=110)
+    return Path(path)
+
+
+def activations_figure(pixels: np.ndarray, layers: Sequence[np.ndarray],
+                       names: Sequence[str] | None = None, title: str = ""):
+    """One input through every layer: the image, each hidden layer's activations as a grid of
+    cells (unit 0 at the top left, in reading order; viridis, which reads in grey and without
+    red-green vision), and the output layer as bars labelled with the class names, the
+    prediction highlighted."""
+    pixels = np.asarray(pixels).reshape(-1)
+    side = _image_side(pixels[None, :])
+    hidden, output = [np.asarray(a, dtype=np.float64) for a in layers[:-1]], \
+        np.asarray(layers[-1], dtype=np.float64)
+    fig = _figure(figsize=(2.6 * (len(hidden) + 2), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(hidden) + 2))
+    axes[0].imshow(pixels.reshape(side, side), cmap="gray_r")
+    axes[0].set_title(f"input {side}×{side}", fontsize=9)
+    axes[0].axis("off")
+    for l, (ax, a) in enumerate(zip(axes[1:], hidden), start=1):
+        cols = int(np.ceil(np.sqrt(a.size)))
+        cells = np.full(cols * (-(-a.size // cols)), np.nan)
+        cells[:a.size] = a
+        im = ax.imshow(cells.reshape(-1, cols), cmap="viridis")
+        ax.set_title(f"hidden {l}: {a.size} units\n{int((a > 0).sum())} active, max "
+                     f"{a.max():.3g}", fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, shrink=0.7)
+    ax = axes[-1]
+    labels = list(names) if names is not None else [str(k) for k in range(output.size)]
+    top = int(np.argmax(output))
+    ax.barh(range(output.size), output,
+            color=["tab:blue" if k == top else "0.7" for k in range(output.size)])
+    ax.set_yticks(range(output.size), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title(f"output: {labels[top]}", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -1,5 +1,6 @@
-"""The ``plot`` command: a run's training curves, or one training image distorted the way the
-distortion options distort images in training (see :mod:`portamlp.training.distortions`)."""
+"""The ``plot`` command: a run's training curves; one training image distorted the way the
+distortion options distort images in training (see :mod:`portamlp.training.distortions`); a
+model's first-layer weights as images; one input through every layer of a model."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ EPILOG = """examples:
   portamlp plot distortions -o distortions.png      one digit, each distortion at a typical size
   portamlp plot distortions --config examples/mnist-distortions.toml
   portamlp plot distortions --dataset fashion-mnist --flip --rotation 10 --index 3
+  portamlp plot weights runs/net.json -o weights.png   what each first-layer neuron looks for
+  portamlp plot activations runs/net.json digit.png -o act.png   one input through every layer
+  portamlp plot activations runs/net.json --index 7    test image 7 instead of a file
 """
+#: The most first-layer units ``plot weights`` draws (the first ones, for a wider layer).
+MAX_WEIGHT_IMAGES = 256
 
 #: The sizes ``plot distortions`` shows when none are given (Simard et al.'s elastic α and σ).
 DEMO_DISTORTIONS = DistortionSpec(shift=2.0, rotation=15.0, zoom=0.15, shear=15.0,
@@ -38,11 +44,14 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="training curves of a run, or distorted training images, "
                        "to PNG", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", metavar="RUN|distortions",
-                   help="a run record (.run.json) or its model (.json); or the word "
-                        "'distortions'")
+    p.add_argument("what", metavar="WHAT",
+                   help="a run record (.run.json) or its model (.json): its training curves; "
+                        "or distortions; or weights MODEL; or activations MODEL [IMAGE]")
+    p.add_argument("files", nargs="*", metavar="MODEL [IMAGE]",
+                   help="the model (and for activations an image file, or --index N)")
     p.add_argument("-o", "--output", type=Path,
-                   help="PNG path (default: RUN with .png; distortions.png)")
+                   help="PNG path (default: RUN with .png; distortions.png, weights.png, "
+                        "activations.png)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     g = p.add_argument_group(
         "plot distortions", "one training image distorted as these options distort images in "
@@ -52,7 +61,8 @@ def add_parser(sub) -> None:
     g.add_argument("--config", type=Path, help="take the distortions (and data set) of a "
                                                "train recipe (TOML); flags override it")
     g.add_argument("--dataset", help="the data set the image comes from (default: mnist)")
-    g.add_argument("--index", type=int, default=0, help="which training image (default: 0)")
+    g.add_argument("--index", type=int, default=None,
+                   help="which training image (default: 0); for activations: which test image")
     g.add_argument("--count", type=int, default=8, help="distorted copies per row (default: 8)")
     g.add_argument("--seed", type=int, default=0, help="the seed of the distortions (default: "
                                                        "0)")
@@ -61,8 +71,20 @@ def add_parser(sub) -> None:
 
 
 def cmd_plot(args) -> int:
-    if args.what == "distortions":
-        return _plot_distortions(args)
+    kinds = {"distortions": (_plot_distortions, 0, 0), "weights": (_plot_weights, 1, 1),
+             "activations": (_plot_activations, 1, 2)}
+    if args.what in kinds:
+        handler, low, high = kinds[args.what]
+        if not low <= len(args.files) <= high:
+            usage = {"distortions": "portamlp plot distortions [--config RECIPE]",
+                     "weights": "portamlp plot weights MODEL",
+                     "activations": "portamlp plot activations MODEL IMAGE (or --index N)"}
+            raise CLIError(f"{args.what} takes {low}{'' if low == high else f' to {high}'} "
+                           f"file(s), got {len(args.files)}: {usage[args.what]}")
+        return handler(args)
+    if args.files:
+        raise CLIError(f"the plot of a run takes one run record, got {args.files} after it "
+                       "(plot weights MODEL, plot activations MODEL IMAGE draw a model)")
     given = [flag_name(n) for n in _FIELDS if getattr(args, n) is not None]
     given += [flag for flag, value in (("--config", args.config), ("--dataset", args.dataset))
               if value is not None]
@@ -130,6 +152,7 @@ def _plot_distortions(args) -> int:
     if args.count < 1 or args.count > 32:
         raise CLIError(f"--count {args.count} is not valid; give 1 to 32 copies per row")
     images, labels = read_split(dataset, "train")
+    args.index = 0 if args.index is None else args.index
     if not 0 <= args.index < images.shape[0]:
         raise CLIError(f"--index {args.index} is out of range: {dataset} has "
                        f"{images.shape[0]} training images (0 to {images.shape[0] - 1})")
@@ -165,3 +188,69 @@ def _each_alone(spec: DistortionSpec) -> list[DistortionSpec]:
 def _distort(spec: DistortionSpec, x: np.ndarray, side: int, args) -> np.ndarray:
     d = Distortions(np, None, side, spec, args.seed, np.float64, fill=0.0)
     return d.apply(np.repeat(x, args.count, axis=0), step=0)
+
+
+def _model(args):
+    import portamlp
+
+    path = Path(args.files[0])
+    if not path.exists():
+        raise CLIError(f"{path}: no such model file")
+    return path, portamlp.load(path)
+
+
+def _plot_weights(args) -> int:
+    from ..backends import to_numpy
+    from .plots import plot_weights, require_matplotlib
+
+    require_matplotlib()
+    path, net = _model(args)
+    output = args.output or Path("weights.png")
+    _check_output(output, args.force)
+    weights = np.asarray(to_numpy(net.weights[0]))
+    units, inputs = weights.shape
+    image_side(inputs)  # square images only; the error says so
+    shown = weights[:MAX_WEIGHT_IMAGES]
+    more = f" (the first {len(shown)} of {units})" if units > len(shown) else ""
+    title = (f"{path.name}: incoming weights of the first layer's {units} units{more}; blue "
+             "positive, red negative, each unit scaled to its largest")
+    plot_weights(shown, output, title=title)
+    _report(args, output, units=units, shown=len(shown))
+    return 0
+
+
+def _plot_activations(args) -> int:
+    from ..backends import to_numpy
+    from ..images import prepare_digit
+    from .plots import plot_activations, require_matplotlib
+    from .tools import preprocessing_for
+
+    require_matplotlib()
+    path, net = _model(args)
+    dataset = args.dataset or "mnist"
+    if len(args.files) == 2 and args.index is not None:
+        raise CLIError("give an image file or --index N, not both")
+    if len(args.files) == 2:
+        pixels, what = prepare_digit(args.files[1]), Path(args.files[1]).name
+    else:
+        images, _ = read_split(dataset, "test")
+        index = 0 if args.index is None else args.index
+        if not 0 <= index < images.shape[0]:
+            raise CLIError(f"--index {index} is out of range: the {dataset} test split has "
+                           f"{images.shape[0]} images (0 to {images.shape[0] - 1})")
+        pixels, what = images[index], f"{dataset} test image {index}"
+    if pixels.size != net.layers[0]:
+        raise CLIError(f"{path.name} takes {net.layers[0]} inputs; the image has {pixels.size} "
+                       "pixels")
+    output = args.output or Path("activations.png")
+    _check_output(output, args.force)
+    prep = preprocessing_for(path, net, dataset)
+    x = prep.apply(pixels.reshape(1, -1), net.dtype)
+    layers = [np.asarray(to_numpy(a))[0] for a in net.activations(x)]
+    names = class_names(dataset, net.layers[-1]) if net.targets == "classes" else None
+    title = f"{path.name}: {what} through every layer"
+    plot_activations(pixels, layers, output, names=names, title=title)
+    _report(args, output, layers=[len(a) for a in layers],
+            prediction=int(np.argmax(layers[-1])))
+    return 0
+

@@ -21,15 +21,19 @@ import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 
-__all__ = ["DigitApp", "RequestError", "decode_image", "PAGE_FILES", "MIN_SIDE", "MAX_SIDE"]
+__all__ = ["DigitApp", "RequestError", "decode_image", "PAGE_FILES", "MIN_SIDE", "MAX_SIDE",
+           "MAX_LAYER_UNITS", "query_int", "query_flag", "activations_asked"]
 
 #: Smallest and largest width or height of an image sent to /api/predict (400 outside).
 MIN_SIDE, MAX_SIDE = 8, 1024
 #: The page's files, in the ``static/`` folder of :mod:`portamlp.cli` (package data).
-PAGE_FILES = ("index.html", "app.js", "style.css")
+PAGE_FILES = ("index.html", "app.js", "network.js", "style.css")
+#: The most units of a layer /api/weights sends at once (the page's weight-image grid).
+MAX_LAYER_UNITS = 256
 #: The package whose ``static/`` folder holds the page's files.
 _STATIC_PACKAGE = "portamlp.cli"
 
@@ -164,6 +168,64 @@ class DigitApp:
             "test_accuracy": self.test_accuracy,
         }
 
+    def layer_activations(self, digit: np.ndarray) -> list[list[float]]:
+        """Every layer's activations for one prepared image (:meth:`portamlp.Network.
+        activations`, the forward pass of prediction): one list per layer after the input,
+        hidden layers first, the output layer last."""
+        from ...backends import to_numpy
+
+        x = self.preprocessing.apply(digit.reshape(1, 784), self.network.dtype)
+        with self._lock:
+            layers = self.network.activations(x)
+        return [[float(v) for v in np.asarray(to_numpy(a))[0]] for a in layers]
+
+    def weights(self, layer: int, unit: int | None = None) -> dict[str, Any]:
+        """The weights into one unit of a layer, or into every unit of a small layer.
+
+        Parameters
+        ----------
+        layer : int
+            1 for the weights into the first hidden layer (from the 784 pixels), up to the
+            number of weight layers (into the output layer).
+        unit : int, optional
+            Which unit of that layer; None: all of them (:data:`MAX_LAYER_UNITS` at most).
+
+        Returns
+        -------
+        dict
+            ``{"layer", "unit", "inputs", "weights", "bias"}`` for one unit (``weights``: its
+            ``inputs`` incoming weights); ``{"layer", "units", "inputs", "weights",
+            "biases"}`` for a whole layer (``weights``: one list per unit).
+
+        Raises
+        ------
+        RequestError
+            (400) for a layer or unit out of range, or a whole layer over the limit.
+        """
+        from ...backends import to_numpy
+
+        net = self.network
+        n = len(net.layers) - 1
+        if not 1 <= layer <= n:
+            raise RequestError(400, f"layer {layer} is out of range: the network has weight "
+                                    f"layers 1 to {n} (1 = into the first hidden layer)")
+        with self._lock:
+            w = np.asarray(to_numpy(net.weights[layer - 1]), dtype=np.float64)
+            b = np.asarray(to_numpy(net.biases[layer - 1]), dtype=np.float64)
+        units, inputs = w.shape
+        if unit is None:
+            if units > MAX_LAYER_UNITS:
+                raise RequestError(400, f"layer {layer} has {units} units; the whole layer is "
+                                        f"sent for {MAX_LAYER_UNITS} or fewer: ask for one "
+                                        f"with unit=J (0 to {units - 1})")
+            return {"layer": layer, "units": units, "inputs": inputs,
+                    "weights": w.tolist(), "biases": b.tolist()}
+        if not 0 <= unit < units:
+            raise RequestError(400, f"unit {unit} is out of range: layer {layer} has {units} "
+                                    f"units (0 to {units - 1})")
+        return {"layer": layer, "unit": unit, "inputs": inputs, "weights": w[unit].tolist(),
+                "bias": float(b[unit])}
+
     def probabilities(self, digit: np.ndarray) -> np.ndarray:
         """Class probabilities of one prepared image.
 
@@ -183,7 +245,7 @@ class DigitApp:
         with self._lock:
             return np.asarray(to_numpy(self.network.predict_proba(x)))[0]
 
-    def predict(self, image: np.ndarray) -> dict[str, Any]:
+    def predict(self, image: np.ndarray, *, activations: bool = False) -> dict[str, Any]:
         """The answer for a drawn image.
 
         Parameters
@@ -194,10 +256,16 @@ class DigitApp:
 
         Returns
         -------
+        activations : bool
+            Also answer every layer's activations (``"activations"``, see
+            :meth:`layer_activations`).
+
+        Returns
+        -------
         dict
             ``{"prediction", "probabilities", "input"}``, ``input`` being the 784 pixels the
-            network saw; for an image without ink, ``{"prediction": None, "error": "no digit
-            found", "detail"}`` instead of a guess.
+            network saw (and ``"activations"`` when asked); for an image without ink,
+            ``{"prediction": None, "error": "no digit found", "detail"}`` instead of a guess.
         """
         from ...images import BlankImageError, prepare_digit
 
@@ -206,15 +274,18 @@ class DigitApp:
         except BlankImageError as exc:
             detail = str(exc).removeprefix("the image: ")
             return {"prediction": None, "error": "no digit found", "detail": detail}
-        return self._answer(digit)
+        return self._answer(digit, activations)
 
-    def test_digit(self, index: int | None = None) -> dict[str, Any]:
+    def test_digit(self, index: int | None = None, *,
+                   activations: bool = False) -> dict[str, Any]:
         """A test image of the embedded MNIST, with the network's answer and its true label.
 
         Parameters
         ----------
         index : int, optional
             Which test image (default: a random one).
+        activations : bool
+            Also answer every layer's activations.
 
         Returns
         -------
@@ -232,16 +303,19 @@ class DigitApp:
         elif not 0 <= index < n:
             raise RequestError(400, f"index {index} is out of range: the MNIST test set has {n} "
                                     f"images (0 to {n - 1})")
-        answer = self._answer(np.asarray(self._images[index]))
+        answer = self._answer(np.asarray(self._images[index]), activations)
         label = int(self._labels[index])
         return {"index": index, "label": label, "correct": answer["prediction"] == label,
                 **answer}
 
-    def _answer(self, digit: np.ndarray) -> dict[str, Any]:
+    def _answer(self, digit: np.ndarray, activations: bool = False) -> dict[str, Any]:
         proba = self.probabilities(digit)
-        return {"prediction": int(np.argmax(proba)),
-                "probabilities": [float(p) for p in proba],
-                "input": digit.reshape(-1).tolist()}
+        answer = {"prediction": int(np.argmax(proba)),
+                  "probabilities": [float(p) for p in proba],
+                  "input": digit.reshape(-1).tolist()}
+        if activations:
+            answer["activations"] = self.layer_activations(digit)
+        return answer
 
     def page_file(self, name: str) -> bytes | None:
         """The bytes of one of the page's files.
@@ -282,6 +356,37 @@ def _read_page_file(name: str) -> bytes:
         raise FileNotFoundError(
             f"the page's file portamlp/cli/static/{name} is missing: the installation is "
             "incomplete, reinstall portamlp (pip install --force-reinstall portamlp)") from None
+
+
+def query_int(query: str, name: str) -> int | None:
+    """The integer ``name`` of a URL query (its last value), None when absent; 400 otherwise."""
+    values = parse_qs(query).get(name)
+    if not values:
+        return None
+    try:
+        return int(values[-1])
+    except ValueError:
+        raise RequestError(400, f"{name} must be an integer, got {values[-1]!r}") from None
+
+
+def query_flag(query: str, name: str) -> bool:
+    """Whether the URL query asks for ``name`` (``name=1`` or ``name=true``); 400 for another
+    value."""
+    values = parse_qs(query).get(name)
+    if not values:
+        return False
+    value = values[-1].lower()
+    if value not in ("1", "true", "0", "false"):
+        raise RequestError(400, f"{name} must be 1, true, 0 or false, got {values[-1]!r}")
+    return value in ("1", "true")
+
+
+def activations_asked(payload: Any) -> bool:
+    """The predict request's optional ``"activations"`` (a JSON boolean)."""
+    value = payload.get("activations", False) if isinstance(payload, dict) else False
+    if not isinstance(value, bool):
+        raise RequestError(400, f"'activations' must be true or false, got {value!r}")
+    return value
 
 
 def decode_image(payload: Any) -> np.ndarray:

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import math
 import re
 import socket
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from .app import RequestError
 
-__all__ = ["HostPolicy", "host_names", "body_length", "DeadlineReader", "is_loopback"]
+__all__ = ["HostPolicy", "host_names", "body_length", "DeadlineReader", "is_loopback",
+           "is_address", "check_limits"]
 
 #: ``host[:port]`` of a Host header: a name or IPv4 address, or an IPv6 address in brackets.
 _AUTHORITY = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))"
@@ -274,3 +277,24 @@ class DeadlineReader(io.RawIOBase):
                 raise TimeoutError("the request's time is up")
         self._sock.settimeout(timeout)
         return self._sock.recv_into(buffer)
+
+
+def check_limits(max_connections: Any, request_timeout: Any, idle_timeout: Any) -> None:
+    """ValueError for a limit of :class:`DigitServer` that is not a positive number."""
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
+            or max_connections < 1:
+        raise ValueError(f"max_connections must be a whole number ≥ 1, got "
+                         f"{max_connections!r}")
+    for name, value in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+
+
+def is_address(host: str) -> bool:
+    """Whether ``host`` is an IP address (v4 or v6, with an optional zone), not a name."""
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True

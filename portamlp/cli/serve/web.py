@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import collections
 import io
-import ipaddress
 import json
-import math
 import socket
 import socketserver
 import sys
@@ -27,10 +25,26 @@ import traceback
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from .app import MAX_SIDE, DigitApp, RequestError, decode_image
-from .guards import DeadlineReader, HostPolicy, body_length, host_names, is_loopback
+from .app import (
+    MAX_SIDE,
+    DigitApp,
+    RequestError,
+    activations_asked,
+    decode_image,
+    query_flag,
+    query_int,
+)
+from .guards import (
+    DeadlineReader,
+    HostPolicy,
+    body_length,
+    check_limits,
+    host_names,
+    is_address,
+    is_loopback,
+)
 
 __all__ = ["DigitServer", "ListenError", "make_server", "is_loopback", "DEFAULT_HOST",
            "DEFAULT_PORT", "MAX_BODY_BYTES", "DEFAULT_MAX_CONNECTIONS",
@@ -56,10 +70,12 @@ _ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/network.js": ("network.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 #: The application's endpoints: URL → the method it takes (HEAD goes with GET).
-_ROUTES = {"/api/model": "GET", "/api/predict": "POST", "/api/test-digit": "GET"}
+_ROUTES = {"/api/model": "GET", "/api/predict": "POST", "/api/test-digit": "GET",
+           "/api/weights": "GET"}
 #: Seconds a refused connection is kept half-closed, so the client reads the 503 before the close.
 _LINGER_SECONDS = 1.0
 #: Refused connections kept so at most (older ones are closed at once).
@@ -210,10 +226,19 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/model":
             return 200, _json_bytes(app.model_info()), _JSON
         if path == "/api/predict":
-            image = decode_image(self._read_json())
-            return 200, _json_bytes(app.predict(image)), _JSON
+            payload = self._read_json()
+            image, asked = decode_image(payload), activations_asked(payload)
+            return 200, _json_bytes(app.predict(image, activations=asked)), _JSON
         if path == "/api/test-digit":
-            return 200, _json_bytes(app.test_digit(_index(query))), _JSON
+            answer = app.test_digit(query_int(query, "index"),
+                                    activations=query_flag(query, "activations"))
+            return 200, _json_bytes(answer), _JSON
+        if path == "/api/weights":
+            layer = query_int(query, "layer")
+            if layer is None:
+                raise RequestError(400, "say which layer: /api/weights?layer=1 (the weights into "
+                                        "the first hidden layer), and unit=J for one unit")
+            return 200, _json_bytes(app.weights(layer, query_int(query, "unit"))), _JSON
         file, ctype = _ASSETS[path]
         data = app.page_file(file)
         if data is None:  # an application without the page's files
@@ -328,16 +353,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.log_line(f"{self.address_string()} {format % args}")
 
 
-def _index(query: str) -> int | None:
-    values = parse_qs(query).get("index")
-    if not values:
-        return None
-    try:
-        return int(values[-1])
-    except ValueError:
-        raise RequestError(400, f"index must be an integer, got {values[-1]!r}") from None
-
-
 def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -389,7 +404,7 @@ class DigitServer(ThreadingHTTPServer):
                  log: IO[str] | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, allowed_hosts: Iterable[str] = ()):
-        _check_limits(max_connections, request_timeout, idle_timeout)
+        check_limits(max_connections, request_timeout, idle_timeout)
         allowed = host_names(allowed_hosts)
         self.app = app
         self.log = log
@@ -409,7 +424,7 @@ class DigitServer(ThreadingHTTPServer):
             raise ListenError(exc.errno, f"cannot listen on {host} port {port}: "
                                          f"{exc.strerror}{hint}") from None
         # A host name given to listen on is a name the page is reached under.
-        named = host and not is_loopback(host) and not _is_address(host)
+        named = host and not is_loopback(host) and not is_address(host)
         self.hosts = HostPolicy(str(self.server_address[0]), self.server_address[1],
                                 allowed | host_names([host]) if named else allowed)
         busy = _json_bytes({"error": f"the server is busy: it serves at most {max_connections} "
@@ -511,26 +526,6 @@ class DigitServer(ThreadingHTTPServer):
         self.log_line(f"{client_address[0]}: {type(exc).__name__}: {exc}")
 
 
-def _check_limits(max_connections: Any, request_timeout: Any, idle_timeout: Any) -> None:
-    """ValueError for a limit of :class:`DigitServer` that is not a positive number."""
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
-            or max_connections < 1:
-        raise ValueError(f"max_connections must be a whole number ≥ 1, got "
-                         f"{max_connections!r}")
-    for name, value in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    return True
-
-
 def _close_refused(sock: socket.socket) -> None:
     """Read what a refused client sent (so the close does not reset it), then close."""
     try:
@@ -586,7 +581,7 @@ def make_server(model, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
     """
     from ...errors import warn
 
-    _check_limits(max_connections, request_timeout, idle_timeout)  # before loading the model
+    check_limits(max_connections, request_timeout, idle_timeout)  # before loading the model
     allowed_hosts = host_names(allowed_hosts)
     app = DigitApp.from_model(model, backend=backend, device=device, scale=scale, seed=seed)
     server = DigitServer(app, host, port, log=log, max_connections=max_connections,

@@ -24,6 +24,7 @@ let timer = null;
 let lastSent = -Infinity;
 let answered = -1; // the canvas version the shown answer is for
 let mode = "draw"; // "draw": answers follow the canvas; "test": a test digit is shown
+const changedAt = new Map(); // canvas version -> when it changed (performance.now())
 
 // --------------------------------------------------------------------------- the bar chart
 const rows = [];
@@ -62,6 +63,13 @@ function showAnswer(data, forVersion, caption) {
   delete answerBox.dataset.label;
   showSeen(data.input);
   showProbabilities(data.probabilities);
+  portamlpView.show(data);
+  if (mode === "draw" && data.prediction !== null && changedAt.has(forVersion)) {
+    // from the canvas change this answer is for, to every part of the page updated
+    const ms = performance.now() - changedAt.get(forVersion);
+    portamlpView.latencies.push(ms);
+    answerBox.dataset.latencyMs = ms.toFixed(1);
+  }
   if (data.prediction === null) {
     digitText.textContent = "–";
     verdict.textContent = "No digit found: draw one in the box.";
@@ -93,6 +101,8 @@ function clearPad() {
 function changed() {
   version += 1;
   pad.dataset.version = String(version);
+  changedAt.set(version, performance.now());
+  changedAt.delete(version - 50);
 }
 
 function at(event) {
@@ -191,6 +201,7 @@ async function send() {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         width: pad.width, height: pad.height, channels: 4, pixels: base64(pixels),
+        activations: true,
       }),
     });
     const data = await getJSON(response);
@@ -209,7 +220,7 @@ async function testDigit() {
   clearPad();
   const forVersion = version;
   try {
-    const data = await getJSON(await fetch("api/test-digit"));
+    const data = await getJSON(await fetch("api/test-digit?activations=1"));
     if (mode !== "test" || version !== forVersion) return; // the user drew meanwhile
     showAnswer(data, forVersion,
                `MNIST test image #${data.index}, as stored in the data set (no preparation).`);
@@ -238,6 +249,7 @@ async function showModel() {
   const line = document.getElementById("model");
   try {
     const info = await getJSON(await fetch("api/model"));
+    portamlpView.setModel(info);
     const accuracy = info.test_accuracy === null
       ? "test accuracy unknown (no run record beside the model)"
       : `test accuracy ${(100 * info.test_accuracy).toFixed(2)} % (from its run record)`;
