@@ -262,3 +262,22 @@ def test_plot_weights_and_activations(tmp_path, app):
         proc = run("plot", *argv, cwd=tmp_path, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert model.exists()
+
+
+@pytest.mark.slow
+def test_the_page_latency_benchmark_reports_its_figures(playwright_for_chromium, trained_model,
+                                                       tmp_path):
+    import json
+
+    from cli_helpers import run_bench
+
+    path, _ = trained_model
+    out_file = tmp_path / "page.json"
+    out = run_bench("page_latency.py", "--model", str(path), "--digits", "2", "--output",
+                    str(out_file), "--screenshot", str(tmp_path / "shot.png"))
+    report = json.loads(out_file.read_text())
+    assert report["digits"] == 2 and report["answers"] >= 2 and report["read_right"] <= 2
+    lat = report["latency_ms"]
+    assert 0 < lat["min"] <= lat["median"] <= lat["p95"] <= lat["max"]
+    assert report["meets_target"] == (lat["median"] < 50.0) and "stroke to update" in out
+    assert (tmp_path / "shot.png").stat().st_size > 10_000

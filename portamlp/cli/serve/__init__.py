@@ -26,7 +26,11 @@ Endpoints::
     GET  /                the page (its script and style sheet under /static/)
     GET  /api/model       the model: name, layers, activation, cost, test accuracy
     POST /api/predict     {"width", "height", "channels", "pixels": base64 bytes} → answer
+                          (with "activations": true, every layer's activations too)
     GET  /api/test-digit  a random MNIST test image (or ?index=N), its prediction and label
+                          (&activations=1: every layer's activations too)
+    GET  /api/weights     ?layer=L&unit=J: the weights into one unit; ?layer=L: a whole layer
+                          of 256 units or fewer
 
 HEAD works wherever GET does (the same headers, no body). Errors are JSON ``{"error": ...}``:
 400 malformed, 404, 405 (with Allow), 408 too slow, 411/501 chunked or other transfer coding,
