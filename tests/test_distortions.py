@@ -225,6 +225,12 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path, monkeypatch):
     assert resumed.test_accuracy == straight.test_accuracy
 
 
+def test_flipping_written_symbols_is_warned_about():
+    with pytest.warns(portamlp.PortamlpWarning, match="a mirrored character is not one of"):
+        portamlp.train(layers=(784, 8, 10), train_length=100, validation_length=0,
+                       test_length=0, epochs=1, flip=True)
+
+
 def test_distortions_are_refused_where_they_cannot_apply(rng):
     x = rng.standard_normal((40, 10)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int)
@@ -280,6 +286,15 @@ def test_plot_distortions_draws_each_distortion_and_refuses_bad_requests(tmp_pat
             (["-o", "d.png"], "already exists")):
         proc = run("plot", "distortions", *argv, cwd=tmp_path, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    (tmp_path / "plain.toml").write_text('[train]\nepochs = 3\n')
+    (tmp_path / "bad.toml").write_text('[train]\nrotation = -10.0\n')
+    for argv, message in (
+            (["--elastic-sigma", "2"], "the options given set no distortion (--elastic-sigma 2"),
+            (["--config", "plain.toml"], "plain.toml sets no distortion"),
+            (["--config", "bad.toml"], "rotation=-10.0 must be >= 0.0 and < 180.0 (rotation "
+                                       "is set in bad.toml)")):
+        proc = run("plot", "distortions", *argv, "-o", "x.png", cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     proc = run("plot", "x.run.json", "--rotation", "3", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "belong to `portamlp plot distortions`" in proc.stderr
 
@@ -314,12 +329,15 @@ def test_the_estimators_take_distortions():
     again = MLPClassifier((32,), max_iter=3, random_state=0,
                           distortions={"rotation": 10, "shift": 0.5}).fit(x, y)
     np.testing.assert_array_equal(again.coefs_[0], bent.coefs_[0])
-    for bad, message in (({"spin": 3}, "keys among"), ({"rotation": -1}, "rotation"),
-                         ("rotation", "keys among")):
+    for bad, message in (({"rotaton": 3}, "unknown key 'rotaton' \\(did you mean 'rotation'"),
+                         ({"rotation": -1}, "rotation"),
+                         ("rotation", "must be None or a dict such as")):
         with pytest.raises(InvalidParameterError, match=message):
             MLPClassifier((8,), max_iter=1, distortions=bad).fit(x, y)
-    with pytest.raises(ValueError, match="lbfgs"):
+    with pytest.raises(InvalidParameterError, match="solver='lbfgs'.*distortions=None"):
         MLPClassifier((8,), solver="lbfgs", distortions={"zoom": 0.1}).fit(x, y)
+    with pytest.raises(ValueError, match="X has 10 features.*distortions=None"):
+        MLPClassifier((8,), max_iter=1, distortions={"zoom": 0.1}).fit(x[:, :10], y)
 
 
 def test_the_recipes_distort_as_documented():

@@ -17,7 +17,7 @@ from ..files.run_records import load_run_record, run_record_path
 from ..training.config import TrainConfig, cli_options
 from ..training.distortions import Distortions, DistortionSpec, image_side
 from .common import CLIError, add_common
-from .training import add_option_flags, flag_name, read_config
+from .training import add_option_flags, flag_name, in_flag_terms, read_config
 
 __all__ = ["add_parser", "cmd_plot", "DEMO_DISTORTIONS"]
 
@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group(
         "plot distortions", "one training image distorted as these options distort images in "
         "training (rows: each distortion alone, then all together); with none given, each "
-        "at a typical size")
+        "at a typical size: " + DEMO_DISTORTIONS.describe())
     add_option_flags(g, [d for d in cli_options() if d.name in _FIELDS])
     g.add_argument("--config", type=Path, help="take the distortions (and data set) of a "
                                                "train recipe (TOML); flags override it")
@@ -133,14 +133,30 @@ def _report(args, output: Path, **extra) -> None:
 
 def _spec(args) -> tuple[DistortionSpec, str]:
     """The distortions asked for (recipe, then flags), checked as ``train`` checks them, and
-    the data set."""
+    the data set; :data:`DEMO_DISTORTIONS` when none is given at all. Given values that turn
+    nothing on are refused (a recipe without distortions, ``--elastic-sigma`` alone)."""
     options = {}
     if args.config is not None:
         options = read_config(args.config)
-    chosen = {k: v for k, v in options.items() if k in _FIELDS}
-    chosen.update({n: getattr(args, n) for n in _FIELDS if getattr(args, n) is not None})
+    from_file = {k: v for k, v in options.items() if k in _FIELDS}
+    flags = {n: getattr(args, n) for n in _FIELDS if getattr(args, n) is not None}
+    chosen = {**from_file, **flags}
     dataset = args.dataset or options.get("dataset", "mnist")
-    config = TrainConfig(**chosen, dataset=dataset)  # the options' own checks
+    try:
+        config = TrainConfig(**chosen, dataset=dataset)  # the options' own checks
+    except ValueError as exc:
+        raise CLIError(in_flag_terms(str(exc), {k: args.config for k in from_file
+                                                if k not in flags})) from None
+    if not chosen and args.config is None:
+        return DEMO_DISTORTIONS, config.dataset
+    if not config.distortions.active:
+        given = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
+        where = f"{args.config} sets" if not flags else "the options given set"
+        raise CLIError(in_flag_terms(
+            f"{where} no distortion{f' ({given})' if given else ''}: shift, rotation, zoom, "
+            "shear and elastic_alpha are off at 0 and flip is off by default (elastic_sigma "
+            "only shapes the elastic distortion); leave them all out to see each at a typical "
+            "size", {k: args.config for k in from_file if k not in flags}))
     return config.distortions, config.dataset
 
 
@@ -160,14 +176,15 @@ def _plot_distortions(args) -> int:
     _check_output(output, args.force)
     x = images[args.index].reshape(1, -1).astype(np.float64) / 255.0
     side = image_side(x.shape[1], spec)
-    shown = spec if spec.active else DEMO_DISTORTIONS
+    typical = spec is DEMO_DISTORTIONS
+    shown = spec
     rows = []
     for single in _each_alone(shown):
         rows.append((single.describe().replace(", ", "\n"), _distort(single, x, side, args)))
     if len(rows) > 1:
         rows.append(("all together", _distort(shown, x, side, args)))
     name = class_names(dataset)[int(labels[args.index])]
-    sizes = "" if spec.active else " (typical sizes: choose yours with the flags or --config)"
+    sizes = " (typical sizes: choose yours with the flags or --config)" if typical else ""
     title = f"{dataset} training image {args.index} ({name}) distorted{sizes}"
     plot_distortions(x[0], rows, output, title=title)
     _report(args, output, distortions=shown.describe(), rows=len(rows))

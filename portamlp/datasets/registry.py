@@ -16,13 +16,16 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
-#: Named data sets: number of classes, their names where they are not the digits, credit line,
+#: Named data sets: number of classes, whether they are written symbols (a mirror image of one
+#: is not a symbol of the set: flip=True warns), their names where they are not the digits,
+#: credit line,
 #: download mirrors (base URLs, tried in order),
 #: pinned hashes of the ``.gz`` files (``"md5:<hex>"`` or ``"sha256:<hex>"``) and, where one
 #: exists, the Debian package that installs the files under ``/usr/share/datasets/<name>/``.
 DATASETS: dict[str, dict] = {
     "mnist": {
         "classes": 10,
+        "symbols": True,
         "credit": "MNIST, Yann LeCun, Corinna Cortes and Christopher J.C. Burges (CC BY-SA 3.0)",
         # Embedded in the package (verified by SHA-256): nothing to download.
         "mirrors": [],
@@ -31,6 +34,7 @@ DATASETS: dict[str, dict] = {
     },
     "fashion-mnist": {
         "classes": 10,
+        "symbols": False,
         # the labels' descriptions in the README of github.com/zalandoresearch/fashion-mnist
         "class_names": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                         "Shirt", "Sneaker", "Bag", "Ankle boot"],
@@ -53,6 +57,7 @@ DATASETS: dict[str, dict] = {
     },
     "kmnist": {
         "classes": 10,
+        "symbols": True,
         # the hiragana of each class (github.com/rois-codh/kmnist, kmnist_classmap.csv),
         # romanised: お き す つ な は ま や れ を
         "class_names": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],

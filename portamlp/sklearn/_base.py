@@ -26,6 +26,7 @@ How scikit-learn's parameters map onto portamlp's training:
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from typing import Any
@@ -179,6 +180,11 @@ class BaseMLP(BaseEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit "
                              "(all the labels there will be, e.g. classes=numpy.unique(y))")
         X = self._validate_X(X, reset=first)
+        if checked.distortions and math.isqrt(X.shape[1]) ** 2 != X.shape[1]:
+            raise ValueError(f"distortions={self.distortions!r} need square images read row "
+                             f"by row, but X has {X.shape[1]} features, which is not the pixel "
+                             "count of a square image; use distortions=None for data that is "
+                             "not images")
         n = X.shape[0]
         targets, strata = self._targets(y, n, first, incremental, classes)
         weights = self._sample_weight(sample_weight, n)

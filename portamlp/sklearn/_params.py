@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -248,11 +249,17 @@ def check_parameters(est: BaseMLP, incremental: bool) -> Checked:
     if incremental and est.early_stopping:
         raise InvalidParameterError("partial_fit does not support early_stopping=True: it sees "
                                     "one batch of data at a time; set early_stopping=False")
+    distortions = _distortions(est.distortions)
+    if distortions and est.solver in OPTIMIZERS and OPTIMIZERS[est.solver].full_batch:
+        raise InvalidParameterError(
+            f"distortions={est.distortions!r} would change the images between the "
+            f"evaluations of solver={est.solver!r}, which minimises one fixed loss: use "
+            "solver='adam' or 'sgd', or distortions=None")
     hyper = SOLVER_HYPER_PARAMETERS.get(est.solver)
     return Checked(activation=to_portamlp_activation(est.activation),
                     hyper_parameters={} if hyper is None else hyper(est),
                     scheduled=est.solver == "sgd" and est.learning_rate != "constant",
-                    distortions=_distortions(est.distortions))
+                    distortions=distortions)
 
 
 def _distortions(value: Any) -> dict[str, Any]:
@@ -261,9 +268,15 @@ def _distortions(value: Any) -> dict[str, Any]:
     names = [f.name for f in dataclasses.fields(DistortionSpec)]
     if value is None:
         return {}
-    if not isinstance(value, dict) or not set(value) <= set(names):
-        raise InvalidParameterError(f"distortions must be None or a dict with keys among "
-                                    f"{names}, got {value!r}")
+    if not isinstance(value, dict):
+        raise InvalidParameterError(f"distortions must be None or a dict such as "
+                                    f"{{'rotation': 10, 'elastic_alpha': 34}}, got {value!r}")
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidParameterError(f"distortions has an unknown key {unknown[0]!r}{hint}; "
+                                    f"its keys are {names}")
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     with invalid_parameter():
         return {k: fields[k].metadata["check"](k, v) for k, v in value.items()}

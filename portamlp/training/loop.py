@@ -25,9 +25,10 @@ import numpy as np
 
 from .. import fast
 from ..backends import memory_phase, to_numpy
+from ..datasets.registry import DATASETS
 from ..datasets.staging import DeviceDataset
 from ..distributed import SINGLE_PROCESS, Communicator
-from ..errors import DivergenceError, TrainingInterrupted
+from ..errors import DivergenceError, TrainingInterrupted, warn
 from ..files.checkpoints import RunPosition, checkpoint_path, save_checkpoint
 from ..files.run_records import EpochRecord
 from ..nn.inputs import SparseRows
@@ -156,6 +157,10 @@ class Trainer:
             raise ValueError(f"distortions ({spec.describe()}) need dense images; x is sparse: "
                              "pass it dense (x.toarray()) or leave the distortion options at 0")
         side = image_side(net.layers[0], spec)
+        if spec.flip and not self.own_data and DATASETS.get(self.cfg.dataset, {}).get("symbols"):
+            warn(f"flip=True mirrors half of the {self.cfg.dataset} training images, but a "
+                 "mirrored character is not one of its classes (a mirrored 2 is no digit): "
+                 "leave flip out for written symbols; it is meant for images such as clothes")
         if self.own_data or net.preprocessing is None:
             fill = float(to_numpy(net.xp.min(x)))
         else:
