@@ -296,7 +296,8 @@ def test_plot_distortions_draws_each_distortion_and_refuses_bad_requests(tmp_pat
         proc = run("plot", "distortions", *argv, "-o", "x.png", cwd=tmp_path, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     proc = run("plot", "x.run.json", "--rotation", "3", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "belong to `portamlp plot distortions`" in proc.stderr
+    assert proc.returncode == 2 and "--rotation does not apply to the plot of a run" in \
+        proc.stderr
 
 
 def test_train_flags_and_config_keys(tmp_path):

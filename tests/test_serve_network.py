@@ -91,6 +91,18 @@ def test_the_endpoints_over_http(app, tmp_path):
             assert status == 400 and message in error["error"], error
         status, error = call(srv, "/api/test-digit?activations=maybe")
         assert status == 400 and "activations must be 1, true, 0 or false" in error["error"]
+        for query, message in (("?layer=1&unit=", "unit must be an integer, got ''"),
+                               ("?layer=1&unit=0&unit=1", "unit is given 2 times"),
+                               ("?layer=1&layer=1", "layer is given 2 times")):
+            status, error = call(srv, "/api/weights" + query)
+            assert status == 400 and message in error["error"], error
+        status, error = call(srv, "/api/test-digit?activations=")
+        assert status == 400 and "got ''" in error["error"]
+        for extra, message in ((b', "activations": null}', "must be true or false, got null"),
+                               (b', "activation": true}', "unknown field 'activation' (did you "
+                                                          "mean 'activations'?)")):
+            status, error = call(srv, "/api/predict", body[:-1] + extra)
+            assert status == 400 and message in error["error"], error
     finally:
         stop(srv, thread)
 
@@ -252,12 +264,16 @@ def test_plot_weights_and_activations(tmp_path, app):
     for name in ("weights.png", "activations.png", "t.png"):
         pixels = np.asarray(Image.open(tmp_path / name).convert("L"), dtype=float)
         assert pixels.std() > 20, name  # drawn, not blank
-    for argv, message in ((["weights"], "weights takes 1 file(s), got 0"),
+    for argv, message in ((["weights"], "portamlp plot weights MODEL: 1 file after 'weights', "
+                                        "got 0"),
+                          (["wieghts", "view.json"], "did you mean `portamlp plot weights`"),
+                          (["weights", "view.json", "--index", "5"],
+                           "--index does not apply to `portamlp plot weights`"),
                           (["weights", "nothing.json"], "nothing.json: no such model file"),
                           (["activations", "view.json", "five.png", "--index", "2"],
                            "not both"),
                           (["activations", "view.json", "--index", "10000"], "out of range"),
-                          (["distortions", "view.json"], "distortions takes 0 file(s)"),
+                          (["distortions", "view.json"], "0 files after 'distortions'"),
                           (["weights", "view.json"], "already exists")):
         proc = run("plot", *argv, cwd=tmp_path, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 from pathlib import Path
 
@@ -63,35 +64,49 @@ def add_parser(sub) -> None:
     g.add_argument("--dataset", help="the data set the image comes from (default: mnist)")
     g.add_argument("--index", type=int, default=None,
                    help="which training image (default: 0); for activations: which test image")
-    g.add_argument("--count", type=int, default=8, help="distorted copies per row (default: 8)")
-    g.add_argument("--seed", type=int, default=0, help="the seed of the distortions (default: "
-                                                       "0)")
+    g.add_argument("--count", type=int, help="distorted copies per row (default: 8)")
+    g.add_argument("--seed", type=int, help="the seed of the distortions (default: 0)")
+    g.add_argument("--scale", help="activations: how the model's pixels were scaled (255, 256 "
+                                   "or standardize), for a model that does not record it")
     add_common(p)
     p.set_defaults(handler=cmd_plot)
 
 
+#: Each kind of plot: its handler, its usage, how many files follow it, the options it takes.
+_KINDS = {
+    "distortions": ("portamlp plot distortions [--config RECIPE] [flags]", (0, 0),
+                    {*_FIELDS, "config", "dataset", "index", "count", "seed"}),
+    "weights": ("portamlp plot weights MODEL", (1, 1), set()),
+    "activations": ("portamlp plot activations MODEL IMAGE, or MODEL --index N", (1, 2),
+                    {"dataset", "index", "scale"}),
+}
+#: The options that belong to some kinds only, by their argparse names.
+_OWN_OPTIONS = (*_FIELDS, "config", "dataset", "index", "count", "seed", "scale")
+
+
 def cmd_plot(args) -> int:
-    kinds = {"distortions": (_plot_distortions, 0, 0), "weights": (_plot_weights, 1, 1),
-             "activations": (_plot_activations, 1, 2)}
-    if args.what in kinds:
-        handler, low, high = kinds[args.what]
-        if not low <= len(args.files) <= high:
-            usage = {"distortions": "portamlp plot distortions [--config RECIPE]",
-                     "weights": "portamlp plot weights MODEL",
-                     "activations": "portamlp plot activations MODEL IMAGE (or --index N)"}
-            raise CLIError(f"{args.what} takes {low}{'' if low == high else f' to {high}'} "
-                           f"file(s), got {len(args.files)}: {usage[args.what]}")
-        return handler(args)
-    if args.files:
-        raise CLIError(f"the plot of a run takes one run record, got {args.files} after it "
-                       "(plot weights MODEL, plot activations MODEL IMAGE draw a model)")
-    given = [flag_name(n) for n in _FIELDS if getattr(args, n) is not None]
-    given += [flag for flag, value in (("--config", args.config), ("--dataset", args.dataset))
-              if value is not None]
-    if given:
-        raise CLIError(f"{', '.join(given)} belong to `portamlp plot distortions`, not to "
-                       "the plot of a run")
-    return _plot_run(args)
+    kind = args.what if args.what in _KINDS else None
+    usage, (low, high), takes = _KINDS[kind] if kind else ("portamlp plot RUN", (0, 0), set())
+    stray = [flag_name(n) for n in _OWN_OPTIONS
+             if getattr(args, n) is not None and n not in takes]
+    if kind is None and not Path(args.what).exists():
+        close = difflib.get_close_matches(args.what, list(_KINDS), n=1)
+        if close:
+            raise CLIError(f"{args.what!r} is neither a run record nor a kind of plot; did you "
+                           f"mean `portamlp plot {close[0]}`?")
+    if stray:
+        what = f"`portamlp plot {kind}`" if kind else "the plot of a run"
+        raise CLIError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to "
+                       f"{what} ({usage})")
+    if not low <= len(args.files) <= high:
+        count = f"{low}" if low == high else f"{low} or {high}"
+        noun = "file" if high == 1 else "files"
+        raise CLIError(f"{usage}: {count} {noun} after {args.what!r}, got "
+                       f"{len(args.files)} ({' '.join(args.files) or 'none'})")
+    if kind is None:
+        return _plot_run(args)
+    return {"distortions": _plot_distortions, "weights": _plot_weights,
+            "activations": _plot_activations}[kind](args)
 
 
 def _plot_run(args) -> int:
@@ -165,6 +180,8 @@ def _plot_distortions(args) -> int:
 
     require_matplotlib()
     spec, dataset = _spec(args)
+    args.count = 8 if args.count is None else args.count
+    args.seed = 0 if args.seed is None else args.seed
     if args.count < 1 or args.count > 32:
         raise CLIError(f"--count {args.count} is not valid; give 1 to 32 copies per row")
     images, labels = read_split(dataset, "train")
@@ -247,27 +264,33 @@ def _plot_activations(args) -> int:
     dataset = args.dataset or "mnist"
     if len(args.files) == 2 and args.index is not None:
         raise CLIError("give an image file or --index N, not both")
+    label = None
     if len(args.files) == 2:
+        if args.dataset is not None:
+            raise CLIError("--dataset picks the test image of --index; an image file needs "
+                           "neither")
         pixels, what = prepare_digit(args.files[1]), Path(args.files[1]).name
     else:
-        images, _ = read_split(dataset, "test")
+        images, labels = read_split(dataset, "test")
         index = 0 if args.index is None else args.index
         if not 0 <= index < images.shape[0]:
             raise CLIError(f"--index {index} is out of range: the {dataset} test split has "
                            f"{images.shape[0]} images (0 to {images.shape[0] - 1})")
-        pixels, what = images[index], f"{dataset} test image {index}"
+        pixels, label = images[index], int(labels[index])
+        what = f"{dataset} test image {index} (label {class_names(dataset)[label]})"
     if pixels.size != net.layers[0]:
         raise CLIError(f"{path.name} takes {net.layers[0]} inputs; the image has {pixels.size} "
                        "pixels")
     output = args.output or Path("activations.png")
     _check_output(output, args.force)
-    prep = preprocessing_for(path, net, dataset)
+    prep = preprocessing_for(path, net, dataset, args.scale)
     x = prep.apply(pixels.reshape(1, -1), net.dtype)
     layers = [np.asarray(to_numpy(a))[0] for a in net.activations(x)]
     names = class_names(dataset, net.layers[-1]) if net.targets == "classes" else None
     title = f"{path.name}: {what} through every layer"
     plot_activations(pixels, layers, output, names=names, title=title)
+    extra = {} if label is None else {"index": index, "label": label}
     _report(args, output, layers=[len(a) for a in layers],
-            prediction=int(np.argmax(layers[-1])))
+            prediction=int(np.argmax(layers[-1])), **extra)
     return 0
 

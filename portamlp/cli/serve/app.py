@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import json
 import math
 import random
 import threading
@@ -207,8 +209,9 @@ class DigitApp:
         net = self.network
         n = len(net.layers) - 1
         if not 1 <= layer <= n:
+            into = "the first hidden layer" if n > 1 else "the output layer"
             raise RequestError(400, f"layer {layer} is out of range: the network has weight "
-                                    f"layers 1 to {n} (1 = into the first hidden layer)")
+                                    f"layers 1 to {n} (1 = from the pixels into {into})")
         with self._lock:
             w = np.asarray(to_numpy(net.weights[layer - 1]), dtype=np.float64)
             b = np.asarray(to_numpy(net.biases[layer - 1]), dtype=np.float64)
@@ -358,34 +361,57 @@ def _read_page_file(name: str) -> bytes:
             "incomplete, reinstall portamlp (pip install --force-reinstall portamlp)") from None
 
 
-def query_int(query: str, name: str) -> int | None:
-    """The integer ``name`` of a URL query (its last value), None when absent; 400 otherwise."""
-    values = parse_qs(query).get(name)
+def _query_value(query: str, name: str) -> str | None:
+    """The one value of ``name`` in a URL query (None when absent); 400 when it is given twice."""
+    values = parse_qs(query, keep_blank_values=True).get(name)
     if not values:
         return None
+    if len(values) > 1:
+        raise RequestError(400, f"{name} is given {len(values)} times; give it once")
+    return values[0]
+
+
+def query_int(query: str, name: str) -> int | None:
+    """The integer ``name`` of a URL query, None when absent; 400 otherwise."""
+    value = _query_value(query, name)
+    if value is None:
+        return None
     try:
-        return int(values[-1])
+        return int(value)
     except ValueError:
-        raise RequestError(400, f"{name} must be an integer, got {values[-1]!r}") from None
+        raise RequestError(400, f"{name} must be an integer, got {value!r}") from None
 
 
 def query_flag(query: str, name: str) -> bool:
     """Whether the URL query asks for ``name`` (``name=1`` or ``name=true``); 400 for another
-    value."""
-    values = parse_qs(query).get(name)
-    if not values:
+    value, an empty one included."""
+    value = _query_value(query, name)
+    if value is None:
         return False
-    value = values[-1].lower()
-    if value not in ("1", "true", "0", "false"):
-        raise RequestError(400, f"{name} must be 1, true, 0 or false, got {values[-1]!r}")
-    return value in ("1", "true")
+    if value.lower() not in ("1", "true", "0", "false"):
+        raise RequestError(400, f"{name} must be 1, true, 0 or false, got {value!r}")
+    return value.lower() in ("1", "true")
+
+
+#: The fields of a predict request's body.
+PREDICT_FIELDS = ("width", "height", "channels", "pixels", "activations")
 
 
 def activations_asked(payload: Any) -> bool:
-    """The predict request's optional ``"activations"`` (a JSON boolean)."""
-    value = payload.get("activations", False) if isinstance(payload, dict) else False
+    """The predict request's optional ``"activations"`` (a JSON boolean); 400 for a field that
+    is not one of :data:`PREDICT_FIELDS` (a misspelt one would be ignored otherwise)."""
+    if not isinstance(payload, dict):
+        return False
+    for key in payload:
+        if key not in PREDICT_FIELDS:
+            close = difflib.get_close_matches(str(key), PREDICT_FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RequestError(400, f"unknown field {key!r}{hint}; the body's fields are "
+                                    f"{list(PREDICT_FIELDS)}")
+    value = payload.get("activations", False)
     if not isinstance(value, bool):
-        raise RequestError(400, f"'activations' must be true or false, got {value!r}")
+        raise RequestError(400, f"'activations' must be true or false, got "
+                                f"{json.dumps(value)}")
     return value
 
 

@@ -59,7 +59,11 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("serve", help="a local web page: draw a digit, see the prediction",
                        description="Start a local web page where you draw a digit and watch "
-                                   "the network classify it.",
+                                   "the network classify it: every layer's neurons light up "
+                                   "as you draw, with a neuron's strongest connections and, "
+                                   "for the first layer, its weights as an image. The page's "
+                                   "JSON API (/api/model, /api/predict, /api/test-digit, "
+                                   "/api/weights) is described in the README.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a saved network (.json, .safetensors, or a "
                                             "checkpoint directory)")

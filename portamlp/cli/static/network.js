@@ -74,13 +74,13 @@ const portamlpView = (() => {
         .textContent = "Draw a digit: every layer of the network lights up here.";
       return;
     }
-    el("g", { id: "links" }, svg);
     const { left, size, top } = IMG;
     el("image", { href: inputImage(answer.input), x: left, y: top, width: size, height: size,
                   class: "input", "image-rendering": "pixelated" }, svg);
     el("rect", { x: left, y: top, width: size, height: size, class: "frame" }, svg);
     el("text", { x: left + size / 2, y: top - 8, "text-anchor": "middle", class: "label" }, svg)
       .textContent = "input 28×28";
+    el("g", { id: "links" }, svg); // over the input image, under the neurons
     answer.activations.forEach((values, i) => {
       const layer = i + 1, last = layer === layers.length - 1;
       const units = shownUnits(values, layer);
@@ -96,7 +96,7 @@ const portamlpView = (() => {
         positions.set(j, { x, y });
         const v = values[j], level = Math.max(0, Math.min(1, v / top));
         const unit = el("circle", {
-          cx: x, cy: y, r: Math.min(9, step / 2 - 1), class: "unit", tabindex: 0,
+          cx: x, cy: y, r: Math.min(9, step / 2 - 1), class: "unit", tabindex: -1,
           role: "button", "data-layer": layer, "data-unit": j, "data-activation": v,
           "aria-label": `${layerName(layer)}, ${last ? "digit" : "unit"} ${j}: ` +
                         `activation ${v.toPrecision(3)}`,
@@ -109,14 +109,23 @@ const portamlpView = (() => {
       });
       if (units.length < values.length) {
         el("text", { x, y: BOTTOM + 18, "text-anchor": "middle", class: "note" }, column)
-          .textContent = `+${values.length - units.length} less active not shown`;
+          .textContent = `+${values.length - units.length} more`;
       }
       state.positions.push(positions);
     });
     const sel = state.selected;
     if (sel && state.positions[sel.layer] && state.positions[sel.layer].has(sel.unit)) {
       select(sel.layer, sel.unit, false);
+    } else {
+      state.selected = null;
+      rove(svg.querySelector(".unit")); // Tab enters the view at its first neuron
     }
+  }
+
+  // One neuron in the Tab order at a time (the selected one); arrows move between them.
+  function rove(circle) {
+    svg.querySelectorAll(".unit[tabindex='0']").forEach((c) => c.setAttribute("tabindex", -1));
+    if (circle) circle.setAttribute("tabindex", 0);
   }
 
   function incoming(layer, unit) {
@@ -134,6 +143,7 @@ const portamlpView = (() => {
     svg.querySelectorAll(".unit.selected").forEach((c) => c.classList.remove("selected"));
     const circle = svg.querySelector(`.unit[data-layer="${layer}"][data-unit="${unit}"]`);
     if (circle) circle.classList.add("selected");
+    rove(circle);
     if (focus && circle) circle.focus();
     const weights = await incoming(layer, unit);
     if (!state.selected || state.selected.layer !== layer || state.selected.unit !== unit) return;
@@ -188,7 +198,7 @@ const portamlpView = (() => {
     const units = state.layers[1];
     if (units > 256) {
       gridCaption.textContent = `The first layer has ${units} units; the grid is drawn for ` +
-        "256 or fewer (portamlp plot weights draws any model's).";
+        "256 or fewer (portamlp plot weights draws the first 256 of any model's).";
       grid.hidden = true;
       return;
     }
@@ -211,6 +221,8 @@ const portamlpView = (() => {
     let { layer } = sel, k = units.indexOf(sel.unit);
     if (event.key === "ArrowDown") k = Math.min(units.length - 1, k + 1);
     else if (event.key === "ArrowUp") k = Math.max(0, k - 1);
+    else if (event.key === "Home") k = 0;
+    else if (event.key === "End") k = units.length - 1;
     else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
       layer += event.key === "ArrowRight" ? 1 : -1;
       if (layer < 1 || layer >= state.positions.length) return;
