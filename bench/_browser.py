@@ -42,3 +42,13 @@ def draw_digit(page, image: np.ndarray) -> None:
 
 SETTLED = ("() => document.getElementById('answer').dataset.version === "
             "document.getElementById('pad').dataset.version")
+
+
+def draw_and_read(page, image: np.ndarray) -> str:
+    """Clear the page's canvas, draw ``image`` on it and return the digit the page then shows
+    (once its answer is for the finished drawing)."""
+    page.click("#clear")
+    page.wait_for_function(SETTLED)
+    draw_digit(page, image)
+    page.wait_for_function(SETTLED, timeout=20_000)
+    return page.inner_text("#digit").strip()

@@ -27,7 +27,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _browser import CHROMIUM, CHROMIUM_ARGS, SETTLED, draw_digit  # noqa: E402
+from _browser import CHROMIUM, CHROMIUM_ARGS, SETTLED, draw_and_read  # noqa: E402
 from _common import machine, write_report  # noqa: E402
 
 import portamlp  # noqa: E402
@@ -71,13 +71,7 @@ def main(argv=None) -> dict:
                 page = context.pages[0] if context.pages else context.new_page()
                 page.goto(server.url)
                 page.wait_for_function(SETTLED)
-                read = []
-                for i in chosen:
-                    page.click("#clear")
-                    page.wait_for_function(SETTLED)
-                    draw_digit(page, images[i])
-                    page.wait_for_function(SETTLED, timeout=20_000)
-                    read.append(page.inner_text("#digit").strip() == str(labels[i]))
+                read = [draw_and_read(page, images[i]) == str(labels[i]) for i in chosen]
                 latencies = page.evaluate("() => portamlpView.latencies")
                 if args.screenshot:
                     unit = page.get_attribute("#net .unit[data-layer='1']", "data-unit")

@@ -13,7 +13,14 @@ import pytest
 import portamlp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from _browser import CHROMIUM, CHROMIUM_ARGS, SETTLED, draw_digit, strokes  # noqa: E402,F401
+from _browser import (  # noqa: E402,F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SETTLED,
+    draw_and_read,
+    draw_digit,
+    strokes,
+)
 
 
 def start(server):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import CHROMIUM, CHROMIUM_ARGS, SETTLED, draw_digit, start, stop
+from serve_helpers import CHROMIUM, CHROMIUM_ARGS, SETTLED, draw_and_read, start, stop
 
 import portamlp
 from portamlp.cli.serve import MAX_BODY_BYTES, DigitApp, make_server
@@ -439,13 +439,7 @@ def test_drawn_digits_are_read_in_the_browser(playwright_for_chromium, trained_m
             page.wait_for_function(SETTLED)
             assert "No digit found" in page.inner_text("#verdict")  # the blank canvas
 
-            shown = []
-            for i in chosen:
-                page.click("#clear")
-                page.wait_for_function(SETTLED)
-                draw_digit(page, images[i])
-                page.wait_for_function(SETTLED, timeout=20_000)
-                shown.append(page.inner_text("#digit").strip())
+            shown = [draw_and_read(page, images[i]) for i in chosen]
             right = sum(s == str(labels[i]) for s, i in zip(shown, chosen))
             print(f"\nbrowser: {right}/10 drawn digits read right ({shown} for "
                   f"{[int(labels[i]) for i in chosen]}); model test accuracy {accuracy:.2%}")
