@@ -13,6 +13,7 @@ from portamlp import fast
 from portamlp.fast import source
 from portamlp.nn.activations import ACTIVATIONS
 from portamlp.nn.costs import COSTS
+from portamlp.training.distortions import DistortionSpec
 from portamlp.training.optimizers import make_optimizer
 
 KERNELS = resources.files("portamlp.fast").joinpath("kernels.cu").read_text()
@@ -50,6 +51,7 @@ class _Net:
 class _Config:
     dropout = input_dropout = 0.0
     max_norm = None
+    distortions = DistortionSpec()
 
 
 def _optimizer(name="sgd", **hyper):
@@ -73,6 +75,9 @@ def test_blockers_name_each_reason():
         changed = _Config()
         setattr(changed, option, value)
         assert reason in fast.blockers(_Net(), _optimizer(), changed, **ok)[0]
+    changed = _Config()
+    changed.distortions = DistortionSpec(rotation=5.0)
+    assert "distortions" in fast.blockers(_Net(), _optimizer(), changed, **ok)[0]
     assert "sample_weight" in fast.blockers(_Net(), _optimizer(), cfg, sample_weight=True)[0]
     assert "distributed" in fast.blockers(_Net(), _optimizer(), cfg, processes=2)[0]
 

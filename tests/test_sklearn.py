@@ -101,7 +101,7 @@ def test_defaults_are_scikit_learns(kind):
         assert ours[name] == value, name
     extras = set(ours) - set(theirs)
     assert extras == {"init", "dtype", "backend", "device", "dropout", "input_dropout",
-                      "max_norm"} | ({"cost"} if kind == "MLPClassifier" else set())
+                      "max_norm", "distortions"} | ({"cost"} if kind == "MLPClassifier" else set())
 
 
 @QUIET
