@@ -348,5 +348,6 @@ def test_the_recipes_distort_as_documented():
     mnist = TrainConfig(**{k: v for k, v in read_config(root / "mnist-distortions.toml").items()
                            if k != "momentum"}).distortions
     assert mnist.elastic_alpha > 0 and not mnist.flip  # flips are wrong for digits
-    fashion = read_config(root / "fashion-mnist.toml")
-    assert fashion["flip"] is True and fashion.get("elastic_alpha", 0) == 0
+    fashion = root / "fashion-mnist.toml"
+    assert "flip" not in read_config(fashion)  # measured: flips did not help it
+    assert "# flip = true" in fashion.read_text()
