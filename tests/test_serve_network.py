@@ -211,12 +211,15 @@ def test_the_keyboard_reaches_every_neuron(playwright_for_chromium, trained_mode
                 if focused and "unit" in focused:
                     break
             assert "unit" in (focused or ""), "Tab never reached a neuron"
+            page.wait_for_function("() => document.getElementById('net').dataset.drawn")
             first = page.evaluate("() => document.getElementById('net').dataset.selected")
             assert first.startswith("1/")
             page.keyboard.press("ArrowDown")
-            page.wait_for_function(f"() => document.getElementById('net').dataset.selected "
+            page.wait_for_function(f"() => document.getElementById('net').dataset.drawn "
                                    f"!== '{first}'")
             second = page.evaluate("() => document.getElementById('net').dataset.selected")
+            page.wait_for_function("() => document.getElementById('neuron-weights').dataset"
+                                   f".unit === '{second.split('/')[1]}'")
             assert second.startswith("1/") and "what it looks for" in page.inner_text(
                 "#neuron-caption")
             assert page.evaluate("() => document.getElementById('neuron-weights').dataset.unit")\

@@ -140,6 +140,7 @@ const portamlpView = (() => {
   // The strongest connections into (layer, unit) from what is drawn of the layer before.
   async function select(layer, unit, focus = true) {
     state.selected = { layer, unit };
+    svg.dataset.selected = `${layer}/${unit}`;
     svg.querySelectorAll(".unit.selected").forEach((c) => c.classList.remove("selected"));
     const circle = svg.querySelector(`.unit[data-layer="${layer}"][data-unit="${unit}"]`);
     if (circle) circle.classList.add("selected");
@@ -171,7 +172,7 @@ const portamlpView = (() => {
                    "stroke-width": 0.5 + 3 * Math.abs(w) / top, class: "link",
                    "data-from": i, "data-weight": w }, links);
     }
-    svg.dataset.selected = `${layer}/${unit}`;
+    svg.dataset.drawn = `${layer}/${unit}`; // its connections are drawn
   }
 
   // Incoming weights as an image: blue where ink raises the neuron, red where it lowers it.
