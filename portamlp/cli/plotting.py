@@ -72,21 +72,14 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=cmd_plot)
 
 
-#: Each kind of plot: its handler, its usage, how many files follow it, the options it takes.
-_KINDS = {
-    "distortions": ("portamlp plot distortions [--config RECIPE] [flags]", (0, 0),
-                    {*_FIELDS, "config", "dataset", "index", "count", "seed"}),
-    "weights": ("portamlp plot weights MODEL", (1, 1), set()),
-    "activations": ("portamlp plot activations MODEL IMAGE, or MODEL --index N", (1, 2),
-                    {"dataset", "index", "scale"}),
-}
 #: The options that belong to some kinds only, by their argparse names.
 _OWN_OPTIONS = (*_FIELDS, "config", "dataset", "index", "count", "seed", "scale")
 
 
 def cmd_plot(args) -> int:
     kind = args.what if args.what in _KINDS else None
-    usage, (low, high), takes = _KINDS[kind] if kind else ("portamlp plot RUN", (0, 0), set())
+    handler, usage, (low, high), takes = _KINDS[kind] if kind else \
+        (_plot_run, "portamlp plot RUN", (0, 0), set())
     stray = [flag_name(n) for n in _OWN_OPTIONS
              if getattr(args, n) is not None and n not in takes]
     if kind is None and not Path(args.what).exists():
@@ -103,10 +96,7 @@ def cmd_plot(args) -> int:
         noun = "file" if high == 1 else "files"
         raise CLIError(f"{usage}: {count} {noun} after {args.what!r}, got "
                        f"{len(args.files)} ({' '.join(args.files) or 'none'})")
-    if kind is None:
-        return _plot_run(args)
-    return {"distortions": _plot_distortions, "weights": _plot_weights,
-            "activations": _plot_activations}[kind](args)
+    return handler(args)
 
 
 def _plot_run(args) -> int:
@@ -294,3 +284,13 @@ def _plot_activations(args) -> int:
             prediction=int(np.argmax(layers[-1])), **extra)
     return 0
 
+
+#: Each kind of plot: its handler, its usage, how many files follow it, the options it takes.
+_KINDS = {
+    "distortions": (_plot_distortions, "portamlp plot distortions [--config RECIPE] [flags]",
+                    (0, 0), {*_FIELDS, "config", "dataset", "index", "count", "seed"}),
+    "weights": (_plot_weights, "portamlp plot weights MODEL", (1, 1), set()),
+    "activations": (_plot_activations,
+                    "portamlp plot activations MODEL IMAGE, or MODEL --index N", (1, 2),
+                    {"dataset", "index", "scale"}),
+}

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .dropout import MASK32, counter_hash, step_key
+from .dropout import MASK32, RowCounters, counter_hash, step_key
 
 __all__ = ["DistortionSpec", "Distortions", "image_side", "gaussian_matrix"]
 
@@ -134,7 +134,7 @@ class Distortions:
         #: uniform numbers per row: the affine ones, then one 32-bit hash per lattice point
         #: whose two 16-bit halves give the x and y noise of the elastic field
         self.per_row = _PER_ROW + (self.lattice ** 2 if self.elastic else 0)
-        self._counters: Any = None
+        self._counters = RowCounters(xp, device, self.per_row)
         c = (side - 1) / 2.0
         pixels = xp.arange(side * side, dtype=xp.int64, device=device)
         # output pixel offsets from the centre, (1, side²)
@@ -154,15 +154,8 @@ class Distortions:
 
     def _uniforms(self, step: int, rows: int, row_offset: int):
         """``(rows, per_row)`` hashes of this step's rows (int64 in ``[0, 2**32)``)."""
-        xp = self.xp
-        have = self._counters
-        if have is None or have.shape[0] < rows:
-            have = xp.reshape(xp.arange(rows * self.per_row, dtype=xp.int64, device=self.device),
-                              (rows, self.per_row))
-            self._counters = have
-        counters = have if have.shape[0] == rows else have[:rows, ...]
         key = (step_key(self.seed, step, _STREAM) + row_offset * self.per_row) & MASK32
-        return counter_hash(xp, counters, key)
+        return counter_hash(self.xp, self._counters(rows), key)
 
     def _signed(self, hashes, bits: int = 32):
         """Uniform values in ``[-1, 1)`` from ``bits``-bit integers."""
@@ -171,8 +164,7 @@ class Distortions:
     def source_coordinates(self, step: int, rows: int, row_offset: int = 0):
         """``(qx, qy)``, each ``(rows, side²)``: where each output pixel reads the source image
         (pixel units, from the top-left pixel's centre)."""
-        qx, qy = self._coordinates(step, rows, row_offset, 0.0)
-        return qx, qy
+        return self._coordinates(step, rows, row_offset, 0.0)
 
     def _coordinates(self, step: int, rows: int, row_offset: int, offset: float):
         """:meth:`source_coordinates` plus ``offset``. The affine part is one 2×3 matrix per

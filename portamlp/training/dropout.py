@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Dropout", "step_key", "counter_hash", "MASK32"]
+__all__ = ["Dropout", "RowCounters", "step_key", "counter_hash", "MASK32"]
 
 MASK32 = 0xFFFFFFFF
 #: The multiplier of each hash round (below 2**31, so products of 32-bit values fit in int64).
@@ -44,6 +44,24 @@ def counter_hash(xp: Any, index, key: int):
     return h ^ (h >> 16)
 
 
+class RowCounters:
+    """``(rows, width)`` int64 counters ``row * width + column`` on a device, made once for the
+    largest batch seen and sliced for smaller ones (the last mini-batch of an epoch)."""
+
+    def __init__(self, xp: Any, device: Any, width: int):
+        self.xp, self.device, self.width = xp, device, width
+        self._have: Any = None
+
+    def __call__(self, rows: int):
+        have = self._have
+        if have is None or have.shape[0] < rows:
+            xp = self.xp
+            have = xp.reshape(xp.arange(rows * self.width, dtype=xp.int64, device=self.device),
+                              (rows, self.width))
+            self._have = have
+        return have if have.shape[0] == rows else have[:rows, ...]
+
+
 class Dropout:
     """Masks for the inputs of each layer of a network during training.
 
@@ -66,17 +84,7 @@ class Dropout:
         self.xp, self.device, self.dtype, self.seed = xp, device, dtype, seed
         self.rates = [input_rate] + [rate] * (len(layers) - 2)  # the input of each layer
         self.widths = list(layers[:-1])
-        self._index: dict[int, Any] = {}
-
-    def _indices(self, layer: int, rows: int):
-        """``(rows, width)`` int64 counters ``row * width + column``, made once per layer."""
-        have = self._index.get(layer)
-        if have is None or have.shape[0] < rows:
-            xp, width = self.xp, self.widths[layer]
-            have = xp.reshape(xp.arange(rows * width, dtype=xp.int64, device=self.device),
-                              (rows, width))
-            self._index[layer] = have
-        return have if have.shape[0] == rows else have[:rows, ...]
+        self._counters = [RowCounters(xp, device, width) for width in self.widths]
 
     def mask(self, step: int, layer: int, rows: int, row_offset: int = 0):
         """Layer ``layer``'s input mask at ``step`` for ``rows`` rows starting at row
@@ -87,7 +95,7 @@ class Dropout:
         xp = self.xp
         keep = 1.0 - rate
         key = (step_key(self.seed, step, layer) + row_offset * self.widths[layer]) & MASK32
-        h = counter_hash(xp, self._indices(layer, rows), key)
+        h = counter_hash(xp, self._counters[layer](rows), key)
         threshold = int(keep * (MASK32 + 1))
         return xp.astype(h < threshold, self.dtype) * (1.0 / keep)
 
