@@ -1,7 +1,7 @@
 """Each option of train() is declared once (TrainConfig, the optimizers' hyper-parameters and
 RUN_OPTIONS); every copy is derived from that declaration or checked against it here: the
-signature, the docstring, the command line's flags, the keys of a --config file and the README's
-table."""
+signature, the docstring, the command line's flags, the keys of a --config file and the
+documentation's table (generated when the site is built; tests/test_docs.py checks it)."""
 
 import dataclasses
 import inspect
@@ -19,7 +19,6 @@ from portamlp.training.config import (
     TrainConfig,
     cli_options,
     declared_options,
-    options_table,
 )
 from portamlp.training.optimizers import OPTIMIZERS
 
@@ -88,11 +87,6 @@ def test_config_file_accepts_exactly_the_command_line_options(tmp_path):
     with pytest.raises(Exception, match=r"unknown option\(s\) \['learning_rat'\].*did you mean "
                                         r"'learning_rate'"):
         read_config(path)
-
-
-def test_readme_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
-    assert options_table() in readme, "regenerate: python -m portamlp.training.config"
 
 
 #: A value each kind of option must refuse.

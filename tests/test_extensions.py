@@ -1,7 +1,7 @@
 """Each kind of extension is one entry in one place: an activation, an optimizer and a backend,
 added in a test-only way (``REGISTRY.added(entry)``), work on every surface with nothing else
 edited: train(), Network, the command line, TOML files, both model file formats, checkpoints,
-the README's table, the estimator."""
+the documentation's options table, the estimator."""
 
 from __future__ import annotations
 

@@ -219,15 +219,15 @@ def test_benchmark_quick_mode_compares_both_on_every_network(tmp_path):
     assert "| 784-30-10 | 1 |" in stdout and report["quick"] is True
 
 
-def test_readme_script_gives_portamlps_test_accuracy(trained, tmp_path, monkeypatch, capsys):
-    """The README's five-line ONNX Runtime script, run as written next to an export."""
+def test_guide_script_gives_portamlps_test_accuracy(trained, tmp_path, monkeypatch, capsys):
+    """The guide's five-line ONNX Runtime script, run as written next to an export."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "model-files.md").read_text()
     start = readme.index("```python\n", readme.index("Then, anywhere ONNX Runtime runs"))
     code = readme[start + len("```python\n"):readme.index("```", start + 10)]
     assert len(code.strip().splitlines()) == 5
     trained.to_onnx(tmp_path / "net.onnx")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/guide/model-files.md", "exec"), {})
     assert float(capsys.readouterr().out) == trained.evaluate("mnist")

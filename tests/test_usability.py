@@ -24,7 +24,7 @@ SMALL = dict(train_length=3000, validation_length=500, test_length=1000, seed=0)
 # ------------------------------------------------------------------- 1. preprocessing
 @pytest.fixture(scope="module")
 def standardized(tmp_path_factory):
-    """A network trained as the README's quick start does: scale="standardize"."""
+    """A network trained as the quick start does: scale="standardize"."""
     d = tmp_path_factory.mktemp("std")
     result = portamlp.train(layers=(784, 32, 10), activation="relu", cost="cross_entropy",
                             learning_rate=0.05, momentum=0.9, batch_size=50, epochs=2,
@@ -329,18 +329,6 @@ def test_scale_and_dataset_with_your_own_x_warn():
         with pytest.warns(PortamlpWarning, match="is ignored: it applies to named data sets"):
             portamlp.train(x=x, y=np.arange(20) % 2, layers=(3, 2), epochs=1, seed=0,
                            batch_size=10, **option)
-
-
-# ---------------------------------------------------------------------- README run twice
-def test_readme_saves_with_overwrite_where_it_means_it():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    import re
-
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    calls = [c for block in blocks for c in re.findall(r"\.save\(([^)]*)\)", block)]
-    assert calls
-    for call in calls:
-        assert "overwrite=True" in call, call
 
 
 def test_command_line_errors_speak_in_flags(tmp_path):

@@ -108,6 +108,12 @@ def available_backends() -> dict[str, BackendStatus]:
         Maps each registered backend's name to a :class:`BackendStatus` ``(usable, reason)``,
         true when the backend is usable (e.g. ``status["cupy"].reason == "CuPy is not
         installed"``).
+
+    Examples
+    --------
+    >>> import portamlp
+    >>> portamlp.available_backends()["numpy"]
+    BackendStatus(usable=True, reason='usable')
     """
     out = {}
     for name, entry in LIBRARIES.items():

@@ -118,5 +118,15 @@ def load(name_or_path: str = "mnist", split: str = "train", *, backend: str | Ba
 
 
 def load_mnist(split: str = "train", **kwargs):
-    """:func:`load` for the embedded MNIST: ``x, y = load_mnist("test", backend="numpy")``."""
+    """:func:`load` for the embedded MNIST: ``x, y = load_mnist("test", backend="numpy")``.
+
+    Examples
+    --------
+    >>> from portamlp.datasets import load_mnist
+    >>> x, y = load_mnist("test")
+    >>> x.shape, x.dtype, float(x.max())
+    ((10000, 784), dtype('float32'), 1.0)
+    >>> y[:5]
+    array([7, 2, 1, 0, 4])
+    """
     return load("mnist", split, **kwargs)

@@ -82,6 +82,15 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
         No such file.
     IsADirectoryError
         A folder that is not a checkpoint's; the message names the model files in it.
+
+    Examples
+    --------
+    >>> import portamlp
+    >>> net = portamlp.Network.initialize((784, 30, 10), seed=0)
+    >>> net.save("net.json", overwrite=True)
+    >>> same = portamlp.load("net.json")
+    >>> same.layers, same.activation, same.cost
+    ((784, 30, 10), 'sigmoid', 'quadratic')
     """
     path = Path(path)
     if path.is_dir() and checkpoints.checkpoint_path(path).is_file():
@@ -92,8 +101,8 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, device: 
         raise ModelFormatError(
             f"{path}: an ONNX model. portamlp exports ONNX for other runtimes but reads its own "
             "model files (.json, .safetensors): run it with ONNX Runtime "
-            "(onnxruntime.InferenceSession, see the README's 'ONNX export'), or give portamlp "
-            "the model file it was exported from")
+            "(onnxruntime.InferenceSession, see the documentation's 'Model files, PyTorch and "
+            "ONNX'), or give portamlp the model file it was exported from")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     kind = format or ("safetensors" if path.suffix.lower() == ".safetensors" else "json")

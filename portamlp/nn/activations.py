@@ -8,7 +8,7 @@ functions are used.
 
 Adding an activation is adding an entry to :data:`ACTIVATIONS` (``ACTIVATIONS.register(...)``):
 ``train(activation=...)``, ``Network``, the command line, TOML files, both model file formats,
-the scikit-learn estimator and the README's table all read the registry.
+the scikit-learn estimator and the documentation's options table all read the registry.
 """
 
 from __future__ import annotations

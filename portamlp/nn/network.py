@@ -147,6 +147,16 @@ class Network:
             The same seed gives the same initial network on every backend.
         backend, device : optional
             See :func:`portamlp.get_backend`.
+
+        Examples
+        --------
+        >>> import portamlp
+        >>> net = portamlp.Network.initialize((784, 30, 10), seed=0)
+        >>> net.layers, net.activation, net.backend.name
+        ((784, 30, 10), 'sigmoid', 'numpy')
+        >>> x, y = portamlp.datasets.load_mnist("test")
+        >>> net.evaluate(x, y)          # untrained: about one digit in ten
+        0.10
         """
         layers = check_layers(layers, min_outputs=_outputs_at_least(cost))
         act = get_activation(activation)

@@ -12,7 +12,7 @@ line of help. Everything else is derived from the declarations or tested against
 * ``train()``'s keyword parameters are tested against them (``inspect.signature``), and its
   docstring's parameter list is generated from them;
 * the ``portamlp train`` flags and the keys a ``--config`` TOML file accepts are generated from
-  them (:func:`cli_options`), and so is the README's options table (:func:`options_table`).
+  them (:func:`cli_options`), and so is the documentation's options table (:func:`options_table`).
 
 The valid values of ``activation``, ``cost``, ``init`` and ``optimizer`` are read from their
 registries when they are used, so a registered entry is valid everywhere.
@@ -436,7 +436,8 @@ def declared_options() -> Iterator[Declared]:
 
 
 def options_table() -> str:
-    """The README's table of ``train`` options (Markdown), generated from the declarations."""
+    """The table of ``train``'s options (Markdown) that the documentation includes, generated from
+    the declarations."""
     def code(v: Any) -> str:
         return f"`{v!r}`"
 
@@ -499,5 +500,5 @@ class TrainResult:
     compile_seconds: float = 0.0
 
 
-if __name__ == "__main__":  # python -m portamlp.training.config: the README's options table
+if __name__ == "__main__":  # python -m portamlp.training.config: the options table
     print(options_table())

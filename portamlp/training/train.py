@@ -129,6 +129,33 @@ def train(*, layers: Sequence[int] | str | None = None, train_length: int | None
         SIGINT (Ctrl-C) or SIGTERM: ``.network`` holds the network at its last complete epoch;
         with ``checkpoint`` set, a checkpoint at the current mini-batch was saved first.
 
+    Examples
+    --------
+    Nielsen's network for two epochs on the first 5,000 training images of the embedded MNIST,
+    tested on 1,000 test images:
+
+    >>> import portamlp
+    >>> result = portamlp.train(epochs=2, train_length=5000, test_length=1000, seed=0,
+    ...                         progress=False)
+    >>> result.network.layers
+    (784, 30, 10)
+    >>> [record.epoch for record in result.history]
+    [1, 2]
+    >>> result.test_accuracy
+    0.89
+
+    Your own data, on its own library and device (here NumPy), with a validation split:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((600, 4))
+    >>> y = (x[:, 0] + x[:, 1] > 0).astype(int)            # two classes
+    >>> result = portamlp.train(x=x, y=y, layers=(4, 8, 2), cost="cross_entropy",
+    ...                         learning_rate=0.5, epochs=20, validation_split=0.2, seed=0,
+    ...                         progress=False)
+    >>> result.history[-1].validation_accuracy > 0.9
+    True
+
     Notes
     -----
     The data trains where it lives: arrays from PyTorch or CuPy train on that library and

@@ -256,9 +256,6 @@ class DigitApp:
         image : numpy.ndarray
             Any size, ``(height, width)`` or ``(height, width, channels)`` with 1–4 channels of
             0–255 values (as :func:`decode_image` returns).
-
-        Returns
-        -------
         activations : bool
             Also answer every layer's activations (``"activations"``, see
             :meth:`layer_activations`).

@@ -63,7 +63,8 @@ def add_parser(sub) -> None:
                                    "as you draw, with a neuron's strongest connections and, "
                                    "for the first layer, its weights as an image. The page's "
                                    "JSON API (/api/model, /api/predict, /api/test-digit, "
-                                   "/api/weights) is described in the README.",
+                                   "/api/weights) is described in the documentation, "
+                                   "docs/guide/web-page.md.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a saved network (.json, .safetensors, or a "
                                             "checkpoint directory)")
