@@ -323,7 +323,10 @@ def test_api_pages_cover_every_public_name(tmp_path):
     modules = ext.public_modules()
     for name in modules:
         page = (tmp_path / f"{name}.md").read_text()
-        module = importlib.import_module(name) if name != "portamlp.fast.cuda" else None
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # CuPy's fast step where CuPy is missing: its page is still there
+            continue
         for public in getattr(module, "__all__", ()):
             assert public in page, f"{name}.{public} is not on its module's page"
     # each function and class has one page, at its shortest public path
