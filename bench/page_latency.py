@@ -10,7 +10,7 @@ asks at most every 50 ms, one request at a time, so a change made just after a r
 waits for the next. Target (issue 29): under 50 ms, median over the answers.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/page_latency.py
-    python bench/page_latency.py --screenshot docs/serve-network.png   # and the README's picture
+    python bench/page_latency.py --screenshot docs/serve-network.png   # the picture in the docs
 """
 
 from __future__ import annotations

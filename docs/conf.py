@@ -15,6 +15,8 @@ import portamlp
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
 
+from portamlp_docs import MOCKED  # noqa: E402  (found through the path above)
+
 project = "portamlp"
 author = "the portamlp developers"
 copyright = "the portamlp developers, MIT licence"
@@ -44,7 +46,7 @@ myst_heading_anchors = 4
 autosummary_generate = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # numpydoc's Parameters sections say the types in words
-autodoc_mock_imports = ["cupy", "cupyx"]
+autodoc_mock_imports = MOCKED
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 

@@ -152,12 +152,7 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
 
 
 def _provide_inputs(text: str, folder: Path, monkeypatch) -> None:
-    """What the reader brings: a photo of a digit, Fashion-MNIST's files (a small stand-in)."""
-    if "my-digit.png" in text and importlib.util.find_spec("PIL") is not None:
-        from portamlp.images import digit_to_png
-
-        images, _ = portamlp.datasets.read_split("mnist", "test")
-        digit_to_png(images[7], folder / "my-digit.png")
+    """What the reader brings: Fashion-MNIST's files (a small stand-in), an IDX file."""
     if "fashion-mnist" in text or "read_idx" in text:
         _fake_fashion(folder, monkeypatch)
 

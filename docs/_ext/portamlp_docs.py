@@ -24,9 +24,10 @@ from sphinx.application import Sphinx
 from sphinx.ext.autodoc.mock import mock
 from sphinx.pycode import ModuleAnalyzer
 
-#: Libraries a public module may import at its top that the docs build does not install:
-#: autodoc's stand-ins take their place while the module is read.
-MOCKED = ["cupy", "cupyx"]
+#: Libraries a public module may import at its top that the ``docs`` extra does not install
+#: (they need a GPU or an MPI library): where missing, autodoc's stand-ins take their place
+#: while the module is read. conf.py gives autodoc the same list.
+MOCKED = ["cupy", "cupyx", "mpi4py"]
 
 
 @dataclass
@@ -121,13 +122,20 @@ def write_api(outdir: Path) -> None:
         except Exception:  # a module without readable source: no comments to show
             analyzers[name] = {}
     files: dict[str, str] = {}
+    outer = [m for m in modules if m.count(".") <= 1]
+    inner = [m for m in modules if m.count(".") > 1]
     index = ["# API reference", "",
              "Every public module of portamlp and every name in its `__all__`, generated from "
              "the package when the documentation is built. Most programs need only the names "
-             "of the top-level package, {mod}`portamlp`; the extension points (activations, "
-             "costs, initialisations, optimizers, backends, data sets) are in the modules their "
-             "registries live in (see {doc}`../architecture`).", "",
-             "```{toctree}", ":maxdepth: 1", "", *modules, "```", ""]
+             "of the top-level package, {mod}`portamlp`, and of its subpackages below. The "
+             "modules inside the subpackages are listed second: the extension points "
+             "(activations, costs, initialisations, optimizers, backends, data sets) are in the "
+             "modules their registries live in (see {doc}`../architecture`); the rest are for "
+             "contributors.", "",
+             "## The package and its subpackages", "",
+             "```{toctree}", ":maxdepth: 1", "", *outer, "```", "",
+             "## The modules inside them", "",
+             "```{toctree}", ":maxdepth: 1", "", *inner, "```", ""]
     files["index"] = "\n".join(index)
     for module in modules:
         text = [f"# {module}", "", _rst("automodule", module, ":no-members:")]

@@ -77,6 +77,8 @@ _OWN_OPTIONS = (*_FIELDS, "config", "dataset", "index", "count", "seed", "scale"
 
 
 def cmd_plot(args) -> int:
+    """``portamlp plot``: a run's training curves, or the picture of the kind named first
+    (``distortions``, ``weights``, ``activations``), to PNG; returns the exit status."""
     kind = args.what if args.what in _KINDS else None
     handler, usage, (low, high), takes = _KINDS[kind] if kind else \
         (_plot_run, "portamlp plot RUN", (0, 0), set())

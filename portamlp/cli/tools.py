@@ -173,6 +173,9 @@ def _export_check_inputs(args, net):
 
 
 def cmd_evaluate(args) -> int:
+    """``portamlp evaluate``: a saved network's accuracy on a data set's split, its pixels
+    prepared as the model records; ``--plot`` adds the confusion matrix and the misclassified
+    images."""
     from ..backends import to_numpy
     from ..datasets import load
 
@@ -226,6 +229,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """``portamlp predict``: the classes (and probabilities) a saved network gives test images
+    (``--index``) or your own photos of digits; exit status 1 when a photo holds no digit."""
     from ..backends import to_numpy
 
     if not args.images and not args.index:
@@ -287,6 +292,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_info(args) -> int:
+    """``portamlp info``: the versions, the backends usable here (with the reason for each that
+    is not) and whether the fast steps can run."""
     import portamlp
 
     from ..files.run_records import environment

@@ -225,6 +225,8 @@ def _on_every_rank(comm: Communicator, prepare: Callable[[], _T]) -> _T:
 
 
 def cmd_train(args) -> int:
+    """``portamlp train``: train from flags and ``--config``, print each epoch, save the network
+    and its run record (rank 0 under MPI); returns the exit status."""
     options = _options(args)
     comm = communicator(options.get("distributed"))
     save = _on_every_rank(comm, lambda: _prepare(args, options))

@@ -56,6 +56,8 @@ __all__ = ["Trainer", "progress_bar", "stop_on_signals"]
 
 
 def progress_bar(progress, total, epoch, epochs, initial=0):
+    """A tqdm bar on stderr for one epoch's mini-batches, or None: ``progress=None`` shows it
+    only on a terminal."""
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if not show:
         return None
