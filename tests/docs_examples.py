@@ -1,7 +1,8 @@
 """The pages whose examples the tests run (the README and every page under docs/), and their
 examples as a reader meets them: Python blocks and ``portamlp`` command lines, in page order.
 
-Blocks fenced as ``python`` run; ``bash`` blocks run their lines that start with ``portamlp``;
+Blocks fenced as ``python`` run; ``bash`` blocks run their lines that start with ``portamlp``
+(or run portamlp under ``mpiexec``);
 ``console`` and ``text`` blocks are output or sessions to read, not to run. A Python block whose
 first line is ``# needs: cuda`` runs only where CuPy can compute.
 """
@@ -58,6 +59,7 @@ def examples(path: Path) -> list[Example]:
         elif lang == "bash":
             joined = body.replace("\\\n", " ")
             for offset, command in enumerate(joined.splitlines()):
-                if command.startswith("portamlp"):
+                if command.startswith("portamlp") or (command.startswith("mpiexec ")
+                                                      and "portamlp" in command):
                     found.append(Example("command", command, line + 1 + offset))
     return found

@@ -103,6 +103,9 @@ def _cannot_run(example: Example) -> str | None:
         return "needs a CUDA GPU with CuPy"
     if example.kind == "command":
         args = shlex.split(code, comments=True)[1:]
+        if code.startswith("mpiexec"):
+            return 'mpiexec not found: pip install "portamlp[mpi]"' if _mpiexec() is None \
+                else _missing("mpi4py")
         if args[:1] == ["export"]:
             return _missing("ndonnx", "onnxruntime")
         if any(a.endswith(".png") for a in args) or "--plot" in args or args[:1] == ["plot"]:
@@ -158,11 +161,22 @@ def _provide_inputs(text: str, folder: Path, monkeypatch) -> None:
 
 
 def _run_command(line: str, folder: Path, where: str) -> None:
-    args = shlex.split(line, comments=True)[1:]
-    if args[:1] == ["train"]:
-        args += SMALL_FLAGS
-    proc = subprocess.run([sys.executable, "-m", "portamlp", *args], cwd=folder,
-                          capture_output=True, text=True, timeout=600)
+    """``portamlp ...`` in this environment; ``mpiexec -n N portamlp ...`` and ``mpiexec -n N
+    python -m ...`` with this environment's mpiexec and Python. Training gets small settings."""
+    words = shlex.split(line, comments=True)
+    launcher = []
+    if words[0] == "mpiexec":
+        launcher = [_mpiexec(), *words[1:3]]  # -n N
+        words = words[3:]
+    if words[0] == "python":
+        command = [sys.executable, *words[1:]]
+    else:
+        args = words[1:]
+        if args[:1] == ["train"]:
+            args += SMALL_FLAGS
+        command = [sys.executable, "-m", "portamlp", *args]
+    proc = subprocess.run([*launcher, *command], cwd=folder, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, f"{where}: {line}\n{proc.stdout}\n{proc.stderr}"
 
 
