@@ -9,7 +9,9 @@ first line is ``# needs: cuda`` runs only where CuPy can compute.
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,16 @@ DOCS = ROOT / "docs"
 GENERATED = ("_build", "api", "_generated")
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", flags=re.S | re.M)
+
+
+def docs_extension():
+    """``docs/_ext/portamlp_docs.py``, the build's page generator (which says which modules are
+    public); importing it needs no Sphinx, writing pages does."""
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        return importlib.import_module("portamlp_docs")
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
 
 
 def pages() -> list[Path]:

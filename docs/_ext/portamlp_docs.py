@@ -19,10 +19,10 @@ import pkgutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sphinx.application import Sphinx
-from sphinx.ext.autodoc.mock import mock
-from sphinx.pycode import ModuleAnalyzer
+if TYPE_CHECKING:  # Sphinx is imported where pages are written: the tests read
+    from sphinx.application import Sphinx  # public_modules() without it
 
 #: Libraries a public module may import at its top that the ``docs`` extra does not install
 #: (they need a GPU or an MPI library): where missing, autodoc's stand-ins take their place
@@ -69,6 +69,8 @@ def collect(modules: list[str]) -> dict[str, list[Entry]]:
         try:
             module = importlib.import_module(name)
         except ImportError:  # it needs a library this build lacks (CuPy): read it with stand-ins
+            from sphinx.ext.autodoc.mock import mock
+
             with mock(MOCKED):
                 module = importlib.import_module(name)
             sys.modules.pop(name, None)  # and keep no module built on stand-ins afterwards
@@ -112,6 +114,8 @@ def _rst(directive: str, argument: str, *options: str, body: str = "") -> str:
 
 
 def write_api(outdir: Path) -> None:
+    from sphinx.pycode import ModuleAnalyzer
+
     modules = public_modules()
     entries = collect(modules)
     pages = canonical_paths(entries)
